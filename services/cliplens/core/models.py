@@ -16,7 +16,12 @@ from jaxtyping import Float
 from PIL import Image
 from torch import Tensor
 
-from cliplens.core.errors import InvalidInputError, NotFoundError, UnknownArchitectureError, WeightsNotFoundError
+from cliplens.core.errors import (
+    InvalidInputError,
+    NotFoundError,
+    UnknownArchitectureError,
+    WeightsNotFoundError,
+)
 
 ASSETS_DIR = Path(__file__).resolve().parent.parent / "assets"
 DEFAULT_REGISTRY = ASSETS_DIR / "models.json"
@@ -88,7 +93,9 @@ class ModelRegistry:
         try:
             return self._specs[model_id]
         except KeyError:
-            raise NotFoundError(f"unknown model id '{model_id}'; registered ids: {', '.join(self.ids())}") from None
+            raise NotFoundError(
+                f"unknown model id '{model_id}'; registered ids: {', '.join(self.ids())}"
+            ) from None
 
     def __contains__(self, model_id: object) -> bool:
         return model_id in self._specs
@@ -176,7 +183,7 @@ def load_clip(
         ) from exc
     clip = clip.to(torch_dtype).eval()
     tokenizer = open_clip.get_tokenizer(spec.arch)
-    return LoadedClip(spec, clip, preprocess, tokenizer, torch_device, torch_dtype)  # type: ignore[arg-type]
+    return LoadedClip(spec, clip, preprocess, tokenizer, torch_device, torch_dtype)
 
 
 def _resolve_relative(value: str | None, base: Path) -> str | None:
@@ -187,7 +194,7 @@ def _resolve_relative(value: str | None, base: Path) -> str | None:
 
 
 def _looks_like_path(value: str) -> bool:
-    return value.endswith(CHECKPOINT_SUFFIXES + (".json",)) or os.sep in value or value.startswith(".")
+    return value.endswith((*CHECKPOINT_SUFFIXES, ".json")) or os.sep in value or value.startswith(".")
 
 
 def _register_config(spec: ModelSpec) -> None:
@@ -195,7 +202,9 @@ def _register_config(spec: ModelSpec) -> None:
     if not config.is_file():
         raise NotFoundError(f"model config for '{spec.id}' not found at {config}")
     if config.stem != spec.arch:
-        raise InvalidInputError(f"model config {config} must be named {spec.arch}.json to define arch '{spec.arch}'")
+        raise InvalidInputError(
+            f"model config {config} must be named {spec.arch}.json to define arch '{spec.arch}'"
+        )
     open_clip.add_model_config(config)
 
 

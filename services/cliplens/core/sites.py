@@ -12,7 +12,7 @@ from __future__ import annotations
 import contextlib
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Literal
+from typing import Any, Literal
 
 import torch
 from jaxtyping import Float
@@ -21,6 +21,9 @@ from torch import Tensor, nn
 from cliplens.core.errors import SiteError
 
 SiteEdit = Callable[[Tensor], Tensor]
+# open_clip's towers expose their parts as dynamic attributes (visual.transformer.resblocks, ...).
+ImageTower = Any
+ClipModel = Any
 
 
 @dataclass(frozen=True)
@@ -49,22 +52,26 @@ class Site:
             return "final"
         return f"resid:{self.layer}" + (":patches" if self.patches else "")
 
-    def width(self, visual: nn.Module) -> int:
+    def width(self, visual: ImageTower) -> int:
         """Width of one activation vector at this site for the given image tower."""
         self.check(visual)
         if self.kind == "final":
             return int(visual.output_dim)
         return int(visual.transformer.width)
 
-    def check(self, visual: nn.Module) -> None:
+    def check(self, visual: ImageTower) -> None:
         """Raise :class:`SiteError` unless this site exists in ``visual``."""
         if self.kind == "final":
             return
         blocks = _resblocks(visual, self)
         if self.layer is None or not 0 <= self.layer < len(blocks):
-            raise SiteError(f"site '{self}' is out of range: the image tower has {len(blocks)} blocks (0..{len(blocks) - 1})")
+            raise SiteError(
+                f"site '{self}' is out of range: the image tower has {len(blocks)} blocks (0..{len(blocks) - 1})"
+            )
         if not self.patches and getattr(visual, "pool_type", "tok") != "tok":
-            raise SiteError(f"site '{self}' needs a CLS token, but this image tower pools with '{visual.pool_type}'")
+            raise SiteError(
+                f"site '{self}' needs a CLS token, but this image tower pools with '{visual.pool_type}'"
+            )
 
 
 @dataclass
@@ -79,7 +86,7 @@ class SiteActivations:
 
 
 def encode_images(
-    model: nn.Module,
+    model: ClipModel,
     images: Float[Tensor, "batch 3 height width"],
     sites: Sequence[str | Site] = (),
     edits: Mapping[str | Site, SiteEdit] | None = None,
@@ -105,11 +112,13 @@ def encode_images(
     return SiteActivations(embedding, {str(s): captured[str(s)] for s in parsed})
 
 
-def _resblocks(visual: nn.Module, site: Site) -> nn.ModuleList:
+def _resblocks(visual: ImageTower, site: Site) -> nn.ModuleList:
     transformer = getattr(visual, "transformer", None)
     blocks = getattr(transformer, "resblocks", None)
     if not isinstance(blocks, nn.ModuleList):
-        raise SiteError(f"site '{site}' needs an open_clip VisionTransformer image tower; got {type(visual).__name__}")
+        raise SiteError(
+            f"site '{site}' needs an open_clip VisionTransformer image tower; got {type(visual).__name__}"
+        )
     return blocks
 
 
@@ -119,7 +128,7 @@ def _token_slice(site: Site) -> slice:
 
 @contextlib.contextmanager
 def _resid_hooks(
-    visual: nn.Module,
+    visual: ImageTower,
     sites: Sequence[Site],
     edits: Mapping[Site, SiteEdit],
     captured: dict[str, Tensor],
@@ -149,9 +158,31 @@ def _resid_hooks(
         return hook
 
     blocks = _resblocks(visual, next(iter({*sites, *edits}))) if by_layer else None
-    handles = [blocks[layer].register_forward_hook(make_hook(group)) for layer, group in by_layer.items()] if blocks else []
+    handles = (
+        [blocks[layer].register_forward_hook(make_hook(group)) for layer, group in by_layer.items()]
+        if blocks
+        else []
+    )
     try:
         yield
     finally:
         for handle in handles:
             handle.remove()
+
+
+def to_embedding_space(visual: ImageTower, site: str | Site, vectors: Float[Tensor, "*n width"]) -> Tensor:
+    """Map vectors living at ``site`` into the image-embedding space (the logit-lens map).
+
+    ``final`` vectors are already there; residual-stream vectors go through ``ln_post`` and ``proj``
+    as if they were the last block's CLS output.
+    """
+    parsed = Site.parse(site)
+    width = parsed.width(visual)
+    if vectors.shape[-1] != width:
+        raise SiteError(
+            f"vectors of width {vectors.shape[-1]} do not live at site '{parsed}' (width {width})"
+        )
+    if parsed.kind == "final":
+        return vectors
+    mapped = visual.ln_post(vectors.to(visual.proj.dtype))
+    return mapped @ visual.proj

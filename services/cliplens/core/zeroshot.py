@@ -61,7 +61,9 @@ def zero_shot_logits(
     batch_size: int = 256,
 ) -> Float[Tensor, "batch n_classes"]:
     """Cosine similarities of each image to each class, optionally with ``sae`` spliced in."""
-    edits = {check_sae_fits(sae, clip): sae_splice(sae)} if sae is not None else None
+    edits: dict[str | Site, SiteEdit] | None = (
+        {check_sae_fits(sae, clip): sae_splice(sae)} if sae is not None else None
+    )
     out = []
     for start in range(0, images.shape[0], batch_size):
         batch = images[start : start + batch_size].to(clip.device, clip.dtype)

@@ -82,7 +82,9 @@ def zero_shot_accuracy(
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--data", type=Path, default=Path("../shared/data/cifar10"))
     parser.add_argument("--out", type=Path, default=ASSETS)
     parser.add_argument("--epochs", type=int, default=5)
@@ -102,7 +104,9 @@ def main() -> None:
     t0 = time.time()
     train_x, train_y = load_split(args.data / "cifar10-train.parquet")
     test_x, test_y = load_split(args.data / "cifar10-test.parquet")
-    print(f"decoded {len(train_y)} train and {len(test_y)} test images in {time.time() - t0:.0f}s", flush=True)
+    print(
+        f"decoded {len(train_y)} train and {len(test_y)} test images in {time.time() - t0:.0f}s", flush=True
+    )
 
     prompts = [fill_templates(name) for name in CIFAR10_CLASSES]
     tokens_pc = torch.cat([tokenizer(p) for p in prompts])  # (classes * templates, ctx)
@@ -154,8 +158,10 @@ def main() -> None:
         state = {k: v.detach().to(torch.float16).contiguous() for k, v in model.state_dict().items()}
         save_file(state, str(args.out / f"{MODEL_NAME}.fp16.safetensors"), metadata={"epoch": str(epoch + 1)})
         (args.out / "training_log.json").write_text(
-            json.dumps({"model": MODEL_NAME, "args": {k: str(v) for k, v in vars(args).items()}, "epochs": log},
-                       indent=2)
+            json.dumps(
+                {"model": MODEL_NAME, "args": {k: str(v) for k, v in vars(args).items()}, "epochs": log},
+                indent=2,
+            )
         )
 
 

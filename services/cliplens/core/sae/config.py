@@ -29,7 +29,9 @@ class SaeConfig:
 
     def __post_init__(self) -> None:
         if self.d_in <= 0 or self.d_sae <= 0:
-            raise InvalidInputError(f"d_in and d_sae must be positive, got d_in={self.d_in}, d_sae={self.d_sae}")
+            raise InvalidInputError(
+                f"d_in and d_sae must be positive, got d_in={self.d_in}, d_sae={self.d_sae}"
+            )
         if not 0 <= self.aux_k <= self.d_sae:
             raise InvalidInputError(f"aux_k must be in [0, d_sae={self.d_sae}], got {self.aux_k}")
 
@@ -100,4 +102,6 @@ class MatryoshkaConfig(BatchTopKConfig):
         object.__setattr__(self, "prefixes", tuple(int(p) for p in self.prefixes))
         sizes = self.prefixes
         if list(sizes) != sorted(set(sizes)) or sizes[-1] != self.d_sae or sizes[0] <= 0:
-            raise InvalidInputError(f"prefixes must increase strictly and end at d_sae={self.d_sae}, got {sizes}")
+            raise InvalidInputError(
+                f"prefixes must increase strictly and end at d_sae={self.d_sae}, got {sizes}"
+            )

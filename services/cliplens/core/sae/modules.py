@@ -42,6 +42,7 @@ class Sae(nn.Module):
     """
 
     cfg: SaeConfig
+    input_scale: Tensor
 
     def __init__(self, cfg: SaeConfig) -> None:
         super().__init__()
@@ -56,7 +57,9 @@ class Sae(nn.Module):
     # -- inference -----------------------------------------------------------------------------
     def pre_acts(self, x: Float[Tensor, "*batch d_in"]) -> Float[Tensor, "*batch d_sae"]:
         if x.shape[-1] != self.cfg.d_in:
-            raise ShapeMismatchError(f"SAE expects inputs of width d_in={self.cfg.d_in}, got shape {tuple(x.shape)}")
+            raise ShapeMismatchError(
+                f"SAE expects inputs of width d_in={self.cfg.d_in}, got shape {tuple(x.shape)}"
+            )
         x_scaled = x.to(self.W_enc.dtype) * self.input_scale
         return (x_scaled - self.b_pre) @ self.W_enc + self.b_enc
 
@@ -152,6 +155,7 @@ class BatchTopKSae(TopKSae):
     """Training: top ``k * batch`` activations over the batch. Inference: ``pre > threshold``."""
 
     cfg: BatchTopKConfig
+    threshold: Tensor
 
     def __init__(self, cfg: BatchTopKConfig) -> None:
         super().__init__(cfg)
@@ -201,13 +205,13 @@ class _JumpReluFn(torch.autograd.Function):
     """``pre * [pre > theta]``; the gradient to ``theta`` uses a rectangle kernel of width ``bandwidth``."""
 
     @staticmethod
-    def forward(ctx, pre: Tensor, theta: Tensor, bandwidth: float) -> Tensor:  # type: ignore[override]
+    def forward(ctx, pre: Tensor, theta: Tensor, bandwidth: float) -> Tensor:
         ctx.save_for_backward(pre, theta)
         ctx.bandwidth = bandwidth
         return pre * (pre > theta)
 
     @staticmethod
-    def backward(ctx, grad: Tensor) -> tuple[Tensor, Tensor, None]:  # type: ignore[override]
+    def backward(ctx, grad: Tensor) -> tuple[Tensor, Tensor, None]:
         pre, theta = ctx.saved_tensors
         near = ((pre - theta).abs() < ctx.bandwidth / 2).to(grad.dtype)
         grad_theta = -(theta / ctx.bandwidth) * near * grad
@@ -218,13 +222,13 @@ class _StepFn(torch.autograd.Function):
     """``[pre > theta]`` with a straight-through gradient to ``theta`` (for the L0 penalty)."""
 
     @staticmethod
-    def forward(ctx, pre: Tensor, theta: Tensor, bandwidth: float) -> Tensor:  # type: ignore[override]
+    def forward(ctx, pre: Tensor, theta: Tensor, bandwidth: float) -> Tensor:
         ctx.save_for_backward(pre, theta)
         ctx.bandwidth = bandwidth
         return (pre > theta).to(pre.dtype)
 
     @staticmethod
-    def backward(ctx, grad: Tensor) -> tuple[Tensor, Tensor, None]:  # type: ignore[override]
+    def backward(ctx, grad: Tensor) -> tuple[Tensor, Tensor, None]:
         pre, theta = ctx.saved_tensors
         near = ((pre - theta).abs() < ctx.bandwidth / 2).to(grad.dtype)
         grad_theta = -(1.0 / ctx.bandwidth) * near * grad
@@ -236,11 +240,13 @@ class JumpReluSae(Sae):
 
     def __init__(self, cfg: JumpReluConfig) -> None:
         super().__init__(cfg)
-        self.log_threshold = nn.Parameter(torch.full((cfg.d_sae,), float(torch.tensor(cfg.init_threshold).log())))
+        self.log_threshold = nn.Parameter(
+            torch.full((cfg.d_sae,), float(torch.tensor(cfg.init_threshold).log()))
+        )
 
     def activate(self, pre: Tensor) -> Tensor:
-        return _JumpReluFn.apply(pre, self.log_threshold.exp(), self.cfg.bandwidth)  # type: ignore[no-any-return]
+        return _JumpReluFn.apply(pre, self.log_threshold.exp(), self.cfg.bandwidth)
 
     def sparsity_loss(self, pre: Tensor, z: Tensor) -> Tensor:
         l0 = _StepFn.apply(pre, self.log_threshold.exp(), self.cfg.bandwidth)
-        return self.cfg.l0_coeff * l0.sum(-1).mean()  # type: ignore[union-attr]
+        return self.cfg.l0_coeff * l0.sum(-1).mean()

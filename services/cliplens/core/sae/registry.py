@@ -15,15 +15,15 @@ from cliplens.core.sae.config import (
 )
 from cliplens.core.sae.modules import BatchTopKSae, JumpReluSae, MatryoshkaSae, ReluSae, Sae, TopKSae
 
+_PAIRS: list[tuple[type[SaeConfig], type[Sae]]] = [
+    (ReluConfig, ReluSae),
+    (TopKConfig, TopKSae),
+    (BatchTopKConfig, BatchTopKSae),
+    (JumpReluConfig, JumpReluSae),
+    (MatryoshkaConfig, MatryoshkaSae),
+]
 ARCHITECTURES: dict[str, tuple[type[SaeConfig], type[Sae]]] = {
-    cfg.arch: (cfg, module)
-    for cfg, module in [
-        (ReluConfig, ReluSae),
-        (TopKConfig, TopKSae),
-        (BatchTopKConfig, BatchTopKSae),
-        (JumpReluConfig, JumpReluSae),
-        (MatryoshkaConfig, MatryoshkaSae),
-    ]
+    cfg.arch: (cfg, module) for cfg, module in _PAIRS
 }
 
 

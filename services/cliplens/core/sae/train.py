@@ -58,7 +58,9 @@ class TensorBatches:
 
     def __init__(self, rows: Tensor, batch_size: int, *, shuffle: bool = True, seed: int = 0) -> None:
         if rows.ndim != 2 or rows.shape[0] == 0:
-            raise InvalidInputError(f"activations must be a non-empty (rows, d_in) tensor, got {tuple(rows.shape)}")
+            raise InvalidInputError(
+                f"activations must be a non-empty (rows, d_in) tensor, got {tuple(rows.shape)}"
+            )
         self.rows, self.batch_size, self.shuffle = rows, batch_size, shuffle
         self.generator = torch.Generator().manual_seed(seed)
 
@@ -77,7 +79,9 @@ def lr_factor(step: int, total_steps: int, cfg: TrainConfig) -> float:
     if step < cfg.warmup_steps:
         return (step + 1) / cfg.warmup_steps
     progress = (step - cfg.warmup_steps) / max(1, total_steps - cfg.warmup_steps)
-    return cfg.final_lr_fraction + (1 - cfg.final_lr_fraction) * 0.5 * (1 + math.cos(math.pi * min(1.0, progress)))
+    return cfg.final_lr_fraction + (1 - cfg.final_lr_fraction) * 0.5 * (
+        1 + math.cos(math.pi * min(1.0, progress))
+    )
 
 
 @torch.no_grad()
@@ -115,7 +119,9 @@ def train_sae(
     for epoch in range(1, cfg.epochs + 1):
         accumulator = MetricAccumulator(sae.cfg.d_in, sae.cfg.d_sae)
         loss_sum = 0.0
-        bar = tqdm(source, total=len(source), desc=f"sae epoch {epoch}/{cfg.epochs}", disable=not cfg.progress)
+        bar = tqdm(
+            source, total=len(source), desc=f"sae epoch {epoch}/{cfg.epochs}", disable=not cfg.progress
+        )
         for batch in bar:
             x = batch.to(device, torch.float32)
             for group in optimizer.param_groups:
@@ -127,13 +133,18 @@ def train_sae(
             optimizer.step()
             sae.normalize_decoder()
             fired = (out.z != 0).any(0)
-            rows_since_fired = torch.where(fired, torch.zeros_like(rows_since_fired), rows_since_fired + x.shape[0])
+            rows_since_fired = torch.where(
+                fired, torch.zeros_like(rows_since_fired), rows_since_fired + x.shape[0]
+            )
             sae.after_batch(out.z.detach())
             accumulator.update(x, out.x_hat, out.z)
             loss_sum += float(out.total.detach())
             step += 1
             if step % 20 == 0:
-                bar.set_postfix(loss=f"{float(out.total.detach()):.4f}", l0=f"{float((out.z != 0).sum(-1).float().mean()):.1f}")
+                bar.set_postfix(
+                    loss=f"{float(out.total.detach()):.4f}",
+                    l0=f"{float((out.z != 0).sum(-1).float().mean()):.1f}",
+                )
         record = EpochMetrics(epoch, loss_sum / max(1, len(source)), accumulator.result())
         history.append(record)
         if on_epoch is not None:

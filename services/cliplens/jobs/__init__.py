@@ -1,0 +1,1 @@
+"""Batch jobs and other ``cliplens`` CLI commands."""
