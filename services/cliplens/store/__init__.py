@@ -1,0 +1,62 @@
+"""Storage: object stores (S3 or local), activation runs, input readers and the Redis top-k cache.
+
+Depends on :mod:`cliplens.core` only; nothing in the core imports this package.
+"""
+
+from cliplens.store.decoding import DEFAULT_MAX_PIXELS, Skipped, decode_image
+from cliplens.store.errors import (
+    RunIncompleteError,
+    RunNotCommittedError,
+    StoreAccessError,
+    StoreUnavailableError,
+)
+from cliplens.store.objects import LocalStore, ObjectStore, S3Config, S3Store, open_object, open_store
+from cliplens.store.prefetch import prefetch
+from cliplens.store.readers import (
+    Record,
+    read_image_folder,
+    read_inputs,
+    read_parquet,
+    read_webdataset,
+)
+from cliplens.store.run_reader import ActivationRun, ShuffledBatches
+from cliplens.store.run_writer import ActivationWriter
+from cliplens.store.runs import Manifest, RunSpec, ShardInfo, run_id
+from cliplens.store.topk_cache import LatentStats, TopKCache, TopKEntry
+from cliplens.store.topk_results import TopKRow, read_topk_results, topk_results_key, write_topk_results
+
+__all__ = [
+    "DEFAULT_MAX_PIXELS",
+    "ActivationRun",
+    "ActivationWriter",
+    "LatentStats",
+    "LocalStore",
+    "Manifest",
+    "ObjectStore",
+    "Record",
+    "RunIncompleteError",
+    "RunNotCommittedError",
+    "RunSpec",
+    "S3Config",
+    "S3Store",
+    "ShardInfo",
+    "ShuffledBatches",
+    "Skipped",
+    "StoreAccessError",
+    "StoreUnavailableError",
+    "TopKCache",
+    "TopKEntry",
+    "TopKRow",
+    "decode_image",
+    "open_object",
+    "open_store",
+    "prefetch",
+    "read_image_folder",
+    "read_inputs",
+    "read_parquet",
+    "read_topk_results",
+    "read_webdataset",
+    "run_id",
+    "topk_results_key",
+    "write_topk_results",
+]
