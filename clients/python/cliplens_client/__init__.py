@@ -1,3 +1,78 @@
-"""Light client for the cliplens gRPC API: grpcio, protobuf and numpy only."""
+"""Light client for the cliplens gRPC API: grpcio, protobuf and numpy only.
+
+``Client`` (blocking) and ``AsyncClient`` (asyncio) have one method per rpc; the generated stubs
+live in ``cliplens_client.v1``.
+"""
+
+from cliplens_client.aio import AsyncClient
+from cliplens_client.arrays import pack_array, unpack_array
+from cliplens_client.client import Client
+from cliplens_client.errors import (
+    AuthenticationError,
+    CliplensClientError,
+    DeadlineExceededError,
+    InvalidArgumentError,
+    InvalidRequestError,
+    MalformedResponseError,
+    NotFoundError,
+    RpcError,
+    UnavailableError,
+)
+from cliplens_client.inputs import LatentEdit, ObjectKey
+from cliplens_client.results import (
+    ActivatingInput,
+    ClassProbability,
+    Decomposition,
+    Embeddings,
+    LatentAttribution,
+    LatentInfo,
+    LatentLabel,
+    LatentMatch,
+    LatentSearch,
+    LayerContribution,
+    ModelInfo,
+    Reconstruction,
+    SaeInfo,
+    SparseCodes,
+    Steering,
+    TextAttribution,
+    TopActivations,
+)
+from cliplens_client.retry import RetryPolicy
 
 __version__ = "0.1.0"
+__all__ = [
+    "ActivatingInput",
+    "AsyncClient",
+    "AuthenticationError",
+    "ClassProbability",
+    "Client",
+    "CliplensClientError",
+    "DeadlineExceededError",
+    "Decomposition",
+    "Embeddings",
+    "InvalidArgumentError",
+    "InvalidRequestError",
+    "LatentAttribution",
+    "LatentEdit",
+    "LatentInfo",
+    "LatentLabel",
+    "LatentMatch",
+    "LatentSearch",
+    "LayerContribution",
+    "MalformedResponseError",
+    "ModelInfo",
+    "NotFoundError",
+    "ObjectKey",
+    "Reconstruction",
+    "RetryPolicy",
+    "RpcError",
+    "SaeInfo",
+    "SparseCodes",
+    "Steering",
+    "TextAttribution",
+    "TopActivations",
+    "UnavailableError",
+    "pack_array",
+    "unpack_array",
+]

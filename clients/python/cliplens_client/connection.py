@@ -1,0 +1,92 @@
+"""Connection settings shared by the sync and async clients: address, auth, routing, TLS, deadlines."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+import grpc
+
+from cliplens_client.errors import InvalidRequestError
+from cliplens_client.retry import RetryPolicy
+from cliplens_client.v1 import (
+    attribution_pb2_grpc,
+    encoder_pb2_grpc,
+    features_pb2_grpc,
+    models_pb2_grpc,
+    sae_pb2_grpc,
+)
+
+DEFAULT_ADDRESS = "localhost:9000"
+DEFAULT_APP = "cliplens"
+DEFAULT_TIMEOUT_S = 30.0
+DEFAULT_MAX_MESSAGE_BYTES = 64 * 1024 * 1024
+STUB_CLASSES = (
+    encoder_pb2_grpc.EncoderServiceStub,
+    sae_pb2_grpc.SaeServiceStub,
+    attribution_pb2_grpc.AttributionServiceStub,
+    features_pb2_grpc.FeatureServiceStub,
+    models_pb2_grpc.ModelServiceStub,
+)
+
+
+@dataclass(frozen=True)
+class ConnectionSettings:
+    """Where and how to call the cliplens API.
+
+    ``app`` is the Ray Serve application, sent as the ``application`` metadata that Serve routes by.
+    ``token`` is sent as ``authorization: Bearer <token>``. With ``tls`` (implied by
+    ``root_certificates``, PEM bytes; ``None`` uses the system roots) the channel is encrypted.
+    ``timeout`` is the default deadline of a call in seconds, retries included.
+    """
+
+    address: str = DEFAULT_ADDRESS
+    token: str | None = None
+    app: str = DEFAULT_APP
+    timeout: float = DEFAULT_TIMEOUT_S
+    retry: RetryPolicy = field(default_factory=RetryPolicy)
+    tls: bool = False
+    root_certificates: bytes | None = None
+    max_message_bytes: int = DEFAULT_MAX_MESSAGE_BYTES
+
+    def __post_init__(self) -> None:
+        if not self.address or any(c.isspace() for c in self.address) or "://" in self.address:
+            raise InvalidRequestError(f"address must be host:port without scheme, got {self.address!r}")
+        if self.token is not None and (
+            not self.token or not self.token.isascii() or any(c.isspace() for c in self.token)
+        ):
+            raise InvalidRequestError("token must be a non-empty ASCII string without whitespace")
+        if not self.app or not self.app.isascii():
+            raise InvalidRequestError(f"app must be a non-empty ASCII string, got {self.app!r}")
+        if not self.timeout > 0:
+            raise InvalidRequestError(f"timeout must be a positive number of seconds, got {self.timeout}")
+        if self.max_message_bytes <= 0:
+            raise InvalidRequestError(f"max_message_bytes must be positive, got {self.max_message_bytes}")
+
+    @property
+    def metadata(self) -> tuple[tuple[str, str], ...]:
+        """Metadata sent with every call: Serve routing and, when set, the bearer token."""
+        routing = (("application", self.app),)
+        return routing if self.token is None else (*routing, ("authorization", f"Bearer {self.token}"))
+
+    @property
+    def channel_options(self) -> list[tuple[str, int]]:
+        return [
+            ("grpc.max_send_message_length", self.max_message_bytes),
+            ("grpc.max_receive_message_length", self.max_message_bytes),
+        ]
+
+    @property
+    def credentials(self) -> grpc.ChannelCredentials | None:
+        """TLS credentials, or ``None`` for a plaintext channel."""
+        if not (self.tls or self.root_certificates):
+            return None
+        return grpc.ssl_channel_credentials(root_certificates=self.root_certificates)
+
+
+def rpc_methods(channel: Any) -> dict[str, Any]:
+    """Every rpc of the API by name (names are unique across services), bound to ``channel``."""
+    methods: dict[str, Any] = {}
+    for stub_class in STUB_CLASSES:
+        methods.update(vars(stub_class(channel)))
+    return methods

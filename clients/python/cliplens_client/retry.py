@@ -1,0 +1,66 @@
+"""Retry policy: exponential backoff with jitter, for UNAVAILABLE only, within the call's deadline."""
+
+from __future__ import annotations
+
+import random
+import time
+from dataclasses import dataclass, field
+
+import grpc
+
+from cliplens_client.errors import InvalidRequestError
+
+
+@dataclass(frozen=True)
+class RetryPolicy:
+    """How often and how patiently to retry a call that failed with UNAVAILABLE.
+
+    Attempt ``n`` (1-based) that fails waits ``min(max_backoff, initial_backoff * multiplier**(n-1))``
+    seconds, shortened by a random fraction of up to ``jitter``, before attempt ``n + 1``.
+    ``max_attempts=1`` disables retries. Other status codes are never retried.
+    """
+
+    max_attempts: int = 4
+    initial_backoff: float = 0.1
+    max_backoff: float = 2.0
+    multiplier: float = 2.0
+    jitter: float = 0.5
+    rng: random.Random = field(default_factory=random.Random, compare=False, repr=False)
+
+    def __post_init__(self) -> None:
+        if self.max_attempts < 1:
+            raise InvalidRequestError(f"max_attempts must be >= 1, got {self.max_attempts}")
+        if not 0 <= self.initial_backoff <= self.max_backoff:
+            raise InvalidRequestError(
+                f"need 0 <= initial_backoff <= max_backoff, got {self.initial_backoff} and {self.max_backoff}"
+            )
+        if self.multiplier < 1:
+            raise InvalidRequestError(f"multiplier must be >= 1, got {self.multiplier}")
+        if not 0 <= self.jitter <= 1:
+            raise InvalidRequestError(f"jitter must be in [0, 1], got {self.jitter}")
+
+    def backoff(self, attempt: int) -> float:
+        """Seconds to wait after failed attempt ``attempt`` (1-based)."""
+        base = min(self.max_backoff, self.initial_backoff * self.multiplier ** (attempt - 1))
+        return base * (1 - self.jitter * self.rng.random())
+
+    def delay_before_retry(self, attempt: int, code: grpc.StatusCode, deadline: Deadline) -> float | None:
+        """Seconds to wait before retrying after ``attempt`` failed with ``code``; ``None``: give up."""
+        if code != grpc.StatusCode.UNAVAILABLE or attempt >= self.max_attempts:
+            return None
+        delay = self.backoff(attempt)
+        return delay if delay < deadline.remaining() else None
+
+
+class Deadline:
+    """A point in (monotonic) time by which a call, retries included, must finish."""
+
+    def __init__(self, timeout: float) -> None:
+        if not timeout > 0:
+            raise InvalidRequestError(f"timeout must be a positive number of seconds, got {timeout}")
+        self.timeout = timeout
+        self._end = time.monotonic() + timeout
+
+    def remaining(self) -> float:
+        """Seconds left, never negative."""
+        return max(0.0, self._end - time.monotonic())
