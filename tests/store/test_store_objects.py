@@ -20,7 +20,7 @@ def test_put_get_exists_delete(store: ObjectStore) -> None:
     store.delete("a/b/one.bin")
     store.delete("a/b/one.bin")
     assert not store.exists("a/b/one.bin")
-    with pytest.raises(NotFoundError, match="one.bin"):
+    with pytest.raises(NotFoundError, match=r"one\.bin"):
         store.get_bytes("a/b/one.bin")
 
 

@@ -82,7 +82,7 @@ class ActivationRun:
             if held >= batch_size:
                 rows = torch.cat(pending)
                 cut = held - held % batch_size
-                yield from rows[:cut].split(batch_size)
+                yield from _split(rows[:cut], batch_size)
                 pending, held = [rows[cut:]], held - cut
         if held:
             yield torch.cat(pending)
@@ -151,10 +151,14 @@ class ShuffledBatches:
                 continue
             pool = pool[torch.randperm(pool.shape[0], generator=self.generator)]
             full = (pool.shape[0] - self.buffer_rows // 2) // self.batch_size * self.batch_size
-            yield from pool[:full].split(self.batch_size)
+            yield from _split(pool[:full], self.batch_size)
             pool = pool[full:]
-        pool = pool[torch.randperm(pool.shape[0], generator=self.generator)]
-        yield from pool.split(self.batch_size)
+        yield from _split(pool[torch.randperm(pool.shape[0], generator=self.generator)], self.batch_size)
+
+
+def _split(rows: Tensor, batch_size: int) -> tuple[Tensor, ...]:
+    """``rows`` in chunks of ``batch_size``; no chunk at all for zero rows."""
+    return rows.split(batch_size) if rows.shape[0] else ()
 
 
 def _check_batch_size(batch_size: int) -> None:
