@@ -37,6 +37,7 @@ from cliplens.core.decomposition.textspan import (
 __all__ = [
     "DESCRIPTIONS_FILE",
     "PER_HEAD",
+    "PER_TOKEN",
     "Ablation",
     "Decomposition",
     "HeadAblationResult",

@@ -26,6 +26,8 @@ ResidualBlock = Any
 AXES: tuple[Axis, ...] = ("heads", "tokens")
 # Summing over source tokens keeps one term per head: enough for head scores, ablation and TextSpan.
 PER_HEAD: frozenset[Axis] = frozenset({"tokens"})
+# Summing over heads keeps one term per layer and source token: enough for patch scores.
+PER_TOKEN: frozenset[Axis] = frozenset({"heads"})
 
 
 @dataclass(frozen=True)

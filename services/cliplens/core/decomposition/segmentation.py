@@ -9,7 +9,7 @@ import torch.nn.functional as F
 from jaxtyping import Bool, Float, Int
 from torch import Tensor
 
-from cliplens.core.decomposition.decompose import decompose, direct_effects, image_batches
+from cliplens.core.decomposition.decompose import PER_TOKEN, decompose, direct_effects, image_batches
 from cliplens.core.errors import InvalidInputError, ShapeMismatchError
 from cliplens.core.sites import ClipModel
 
@@ -56,7 +56,7 @@ def class_heatmaps(
     unit = F.normalize(text_embeddings.float(), dim=-1)
     n = unit.shape[0]
     others_mean = (unit.sum(0, keepdim=True) - unit) / (n - 1)
-    patches = direct_effects(decompose(model, images, sum_over=("heads",)), unit - others_mean).per_patch()
+    patches = direct_effects(decompose(model, images, sum_over=PER_TOKEN), unit - others_mean).per_patch()
     grid_h, grid_w = model.visual.grid_size
     grid = patches.transpose(1, 2).reshape(patches.shape[0], n, grid_h, grid_w)
     return F.interpolate(grid, size=tuple(images.shape[-2:]), mode="bilinear", align_corners=False)
