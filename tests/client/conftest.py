@@ -1,4 +1,4 @@
-"""Fixture: a real gRPC server on a free loopback port serving a scripted ModelService."""
+"""Fixtures: real gRPC servers on free loopback ports (a scripted ModelService; canned answers for every rpc)."""
 
 from __future__ import annotations
 
@@ -7,6 +7,7 @@ from concurrent import futures
 
 import grpc
 import pytest
+from canned_server import CannedServer, serve_canned
 from scripted_server import ModelServer, ScriptedModelService
 
 from cliplens_client.v1 import models_pb2_grpc
@@ -23,3 +24,9 @@ def model_server() -> Iterator[ModelServer]:
         yield ModelServer(f"127.0.0.1:{port}", service)
     finally:
         server.stop(grace=None).wait()
+
+
+@pytest.fixture
+def canned_server() -> Iterator[CannedServer]:
+    with serve_canned() as server:
+        yield server

@@ -58,6 +58,8 @@ class ConnectionSettings:
             raise InvalidRequestError("token must be a non-empty ASCII string without whitespace")
         if not self.app or not self.app.isascii():
             raise InvalidRequestError(f"app must be a non-empty ASCII string, got {self.app!r}")
+        if not isinstance(self.retry, RetryPolicy):
+            raise InvalidRequestError(f"retry must be a RetryPolicy, got {type(self.retry).__name__}")
         if not self.timeout > 0:
             raise InvalidRequestError(f"timeout must be a positive number of seconds, got {self.timeout}")
         if self.max_message_bytes <= 0:
