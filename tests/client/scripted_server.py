@@ -1,8 +1,11 @@
-"""A scripted ModelService and a handle on the real gRPC server that serves it in tests."""
+"""A real gRPC server on a free loopback port serving a scripted ModelService."""
 
 from __future__ import annotations
 
 import threading
+from collections.abc import Iterator
+from concurrent import futures
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -58,3 +61,17 @@ class ScriptedModelService(models_pb2_grpc.ModelServiceServicer):
 class ModelServer:
     address: str
     service: ScriptedModelService = field(repr=False)
+
+
+@contextmanager
+def serve_scripted() -> Iterator[ModelServer]:
+    """Serve a fresh :class:`ScriptedModelService` until the block ends."""
+    service = ScriptedModelService()
+    server = grpc.server(futures.ThreadPoolExecutor(max_workers=4))
+    models_pb2_grpc.add_ModelServiceServicer_to_server(service, server)
+    port = server.add_insecure_port("127.0.0.1:0")
+    server.start()
+    try:
+        yield ModelServer(f"127.0.0.1:{port}", service)
+    finally:
+        server.stop(grace=None).wait()

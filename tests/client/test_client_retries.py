@@ -7,7 +7,7 @@ from typing import Any
 
 import grpc
 import pytest
-from scripted_server import DEMO_MODEL, ModelServer
+from scripted_server import DEMO_MODEL, serve_scripted
 
 from cliplens_client import (
     AsyncClient,
@@ -40,57 +40,64 @@ KINDS = pytest.mark.parametrize("kind", ["sync", "async"])
 
 
 @KINDS
-def test_unavailable_twice_then_success_is_retried(kind: str, model_server: ModelServer) -> None:
-    model_server.service.failures = [grpc.StatusCode.UNAVAILABLE] * 2
-    models = list_models(kind, model_server.address)
-    assert [model.id for model in models] == [DEMO_MODEL.id]
-    assert model_server.service.calls == 3
+def test_unavailable_twice_then_success_is_retried(kind: str) -> None:
+    with serve_scripted() as server:
+        server.service.failures = [grpc.StatusCode.UNAVAILABLE] * 2
+        models = list_models(kind, server.address)
+        assert [model.id for model in models] == [DEMO_MODEL.id]
+        assert server.service.calls == 3
 
 
 @KINDS
-def test_unavailable_beyond_max_attempts_raises(kind: str, model_server: ModelServer) -> None:
-    model_server.service.failures = [grpc.StatusCode.UNAVAILABLE] * 5
-    with pytest.raises(UnavailableError, match="after 3 attempts") as info:
-        list_models(kind, model_server.address)
-    assert info.value.attempts == 3
-    assert model_server.service.calls == 3
+def test_unavailable_beyond_max_attempts_raises(kind: str) -> None:
+    with serve_scripted() as server:
+        server.service.failures = [grpc.StatusCode.UNAVAILABLE] * 5
+        with pytest.raises(UnavailableError, match="after 3 attempts") as info:
+            list_models(kind, server.address)
+        assert info.value.attempts == 3
+        assert server.service.calls == 3
 
 
 @KINDS
-def test_invalid_argument_is_not_retried(kind: str, model_server: ModelServer) -> None:
-    model_server.service.failures = [grpc.StatusCode.INVALID_ARGUMENT]
-    with pytest.raises(InvalidArgumentError, match="ListModels failed with INVALID_ARGUMENT") as info:
-        list_models(kind, model_server.address)
-    assert info.value.code == grpc.StatusCode.INVALID_ARGUMENT
-    assert model_server.service.calls == 1
+def test_invalid_argument_is_not_retried(kind: str) -> None:
+    with serve_scripted() as server:
+        server.service.failures = [grpc.StatusCode.INVALID_ARGUMENT]
+        with pytest.raises(InvalidArgumentError, match="ListModels failed with INVALID_ARGUMENT") as info:
+            list_models(kind, server.address)
+        assert info.value.code == grpc.StatusCode.INVALID_ARGUMENT
+        assert server.service.calls == 1
 
 
 @KINDS
-def test_deadline_surfaces_as_deadline_exceeded(kind: str, model_server: ModelServer) -> None:
-    model_server.service.hang = True
-    with pytest.raises(DeadlineExceededError, match=r"within the 0\.3 s deadline"):
-        list_models(kind, model_server.address, timeout=0.3)
-    assert model_server.service.calls == 1
+def test_deadline_surfaces_as_deadline_exceeded(kind: str) -> None:
+    with serve_scripted() as server:
+        server.service.hang = True
+        with pytest.raises(DeadlineExceededError, match=r"within the 0\.3 s deadline"):
+            list_models(kind, server.address, timeout=0.3)
+        assert server.service.calls == 1
 
 
 @KINDS
-def test_token_and_application_reach_the_server(kind: str, model_server: ModelServer) -> None:
-    list_models(kind, model_server.address, token="s3cret-token", app="cliplens-staging")
-    metadata = model_server.service.metadata[0]
-    assert metadata["authorization"] == "Bearer s3cret-token"
-    assert metadata["application"] == "cliplens-staging"
+def test_token_and_application_reach_the_server(kind: str) -> None:
+    with serve_scripted() as server:
+        list_models(kind, server.address, token="s3cret-token", app="cliplens-staging")
+        metadata = server.service.metadata[0]
+        assert metadata["authorization"] == "Bearer s3cret-token"
+        assert metadata["application"] == "cliplens-staging"
 
 
-def test_defaults_route_to_cliplens_without_authorization(model_server: ModelServer) -> None:
-    list_models("sync", model_server.address)
-    metadata = model_server.service.metadata[0]
-    assert metadata["application"] == "cliplens"
-    assert "authorization" not in metadata
+def test_defaults_route_to_cliplens_without_authorization() -> None:
+    with serve_scripted() as server:
+        list_models("sync", server.address)
+        metadata = server.service.metadata[0]
+        assert metadata["application"] == "cliplens"
+        assert "authorization" not in metadata
 
 
-def test_one_channel_serves_many_calls(model_server: ModelServer) -> None:
-    with Client(model_server.address) as client:
-        saes = client.list_saes("demo")
-        models = client.list_models(timeout=5)
-    assert [sae.id for sae in saes] == ["demo-topk"] and saes[0].metrics == pytest.approx({"r2": 0.9})
-    assert models[0].patch_grid == 8
+def test_one_channel_serves_many_calls() -> None:
+    with serve_scripted() as server:
+        with Client(server.address) as client:
+            saes = client.list_saes("demo")
+            models = client.list_models(timeout=5)
+        assert [sae.id for sae in saes] == ["demo-topk"] and saes[0].metrics == pytest.approx({"r2": 0.9})
+        assert models[0].patch_grid == 8

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from canned_server import PNG_BYTES, SERVICE_MODULES, CannedServer
+from canned_server import PNG_BYTES, SERVICE_MODULES, serve_canned
 
 from cliplens_client import AsyncClient, Client, LatentEdit, ObjectKey, SparseCodes
 from cliplens_client.v1 import attribution_pb2, common_pb2
@@ -40,80 +40,87 @@ def test_both_clients_have_a_method_per_rpc(rpc: str) -> None:
     assert inspect.iscoroutinefunction(getattr(AsyncClient, snake_case(rpc)))
 
 
-def test_encoder_rpcs(canned_server: CannedServer, tmp_path: Path) -> None:
-    image_file = tmp_path / "cat.png"
-    image_file.write_bytes(PNG_BYTES)
-    with Client(canned_server.address) as client:
-        images = client.embed_images("demo", [image_file, ObjectKey("cifar10/test/1.png")], normalize=True)
-        texts = client.embed_texts("demo", ["a cat"], dtype="float16")
-    request = canned_server.requests["EmbedImages"]
-    assert [image.WhichOneof("source") for image in request.images] == ["data", "object_key"]
-    assert request.images[0].data == PNG_BYTES and request.normalize
-    assert images.vectors.shape == (2, 3) and images.vectors[1, 2] == 5
-    assert canned_server.requests["EmbedTexts"].dtype == common_pb2.DTYPE_FLOAT16
-    assert texts.vectors.dtype == np.float16
-
-
-def test_sae_rpcs(canned_server: CannedServer) -> None:
-    activations = np.ones((2, 3), dtype=np.float32)
-    with Client(canned_server.address) as client:
-        codes = client.encode("demo-topk", activations=activations, max_active_per_row=4)
-        decoded = client.decode("demo-topk", codes)
-        reconstruction = client.reconstruct("demo-topk", images=[PNG_BYTES], include_latents=True)
-    assert canned_server.requests["Encode"].input.activations.shape == [2, 3]
-    assert canned_server.requests["Encode"].max_active_per_row == 4
-    dense = codes.to_dense()
-    assert dense.shape == (2, 8) and dense[0, 5] == 2.0 and not dense[1].any()
-    assert canned_server.requests["Decode"].sparse.rows[0].indices == [1, 5]
-    assert decoded.shape == (2, 3)
-    assert canned_server.requests["Reconstruct"].input.WhichOneof("source") == "images"
-    assert reconstruction.nmse == pytest.approx(0.1) and reconstruction.row_nmse.shape == (2,)
-    assert isinstance(reconstruction.codes, SparseCodes)
-
-
-def test_attribution_rpcs(canned_server: CannedServer) -> None:
-    with Client(canned_server.address) as client:
-        texts = client.attribute_latents("demo-topk", PNG_BYTES, ["a cat"], top_n=5, patch_maps=True)
-        decomposition = client.decompose("demo", ObjectKey("k.png"), "a cat")
-        steering = client.steer(
-            "demo-topk",
-            PNG_BYTES,
-            [LatentEdit(7, "clamp", 0.0), LatentEdit(3, "add", 2.5)],
-            class_names=["cat"],
-        )
-    assert canned_server.requests["AttributeLatents"].top_n == 5
-    (text,) = texts
-    assert text.error_share == pytest.approx(0.125)
-    assert text.latents[0].labels[0].text == "striped fur"
-    assert text.latents[0].patch_map is not None and text.latents[0].patch_map.shape == (2, 2)
-    assert decomposition.layers[0].heads.tolist() == pytest.approx([0.02, 0.08])
-    assert decomposition.patch_heatmap is not None and decomposition.patch_heatmap.shape == (2, 2)
-    edits = canned_server.requests["Steer"].edits
-    assert [(e.latent, e.op) for e in edits] == [
-        (7, attribution_pb2.EDIT_OP_CLAMP),
-        (3, attribution_pb2.EDIT_OP_ADD),
-    ]
-    assert steering.classes[0].after == pytest.approx(0.75)
-    assert steering.steered_embedding.tolist() == [1.0, 1.0, 1.0]
-
-
-def test_feature_and_model_rpcs_through_the_async_client(canned_server: CannedServer) -> None:
-    async def run() -> tuple:
-        async with AsyncClient(canned_server.address) as client:
-            return (
-                await client.top_activations("demo-topk", 7, k=2),
-                await client.latent_info("demo-topk", 7),
-                await client.search_latents("demo-topk", "stripes", top_n=3),
-                await client.list_models(),
-                await client.list_saes("demo"),
+def test_encoder_rpcs(tmp_path: Path) -> None:
+    with serve_canned() as server:
+        image_file = tmp_path / "cat.png"
+        image_file.write_bytes(PNG_BYTES)
+        with Client(server.address) as client:
+            images = client.embed_images(
+                "demo", [image_file, ObjectKey("cifar10/test/1.png")], normalize=True
             )
+            texts = client.embed_texts("demo", ["a cat"], dtype="float16")
+        request = server.requests["EmbedImages"]
+        assert [image.WhichOneof("source") for image in request.images] == ["data", "object_key"]
+        assert request.images[0].data == PNG_BYTES and request.normalize
+        assert images.vectors.shape == (2, 3) and images.vectors[1, 2] == 5
+        assert server.requests["EmbedTexts"].dtype == common_pb2.DTYPE_FLOAT16
+        assert texts.vectors.dtype == np.float16
 
-    top, info, search, models, saes = asyncio.run(run())
-    assert canned_server.requests["TopActivations"].k == 2
-    assert (top.source, top.degraded) == ("redis", False)
-    assert [item.patch for item in top.inputs] == [3, None]
-    assert (info.source, info.degraded, info.counts.tolist()) == ("store", True, [10, 3])
-    assert canned_server.requests["SearchLatents"].text == "stripes"
-    assert search.matches[0].latent == 7
-    assert models[0].id == "demo" and saes[0].model_id == "demo"
-    assert canned_server.requests["ListSaes"].model_id == "demo"
+
+def test_sae_rpcs() -> None:
+    with serve_canned() as server:
+        activations = np.ones((2, 3), dtype=np.float32)
+        with Client(server.address) as client:
+            codes = client.encode("demo-topk", activations=activations, max_active_per_row=4)
+            decoded = client.decode("demo-topk", codes)
+            reconstruction = client.reconstruct("demo-topk", images=[PNG_BYTES], include_latents=True)
+        assert server.requests["Encode"].input.activations.shape == [2, 3]
+        assert server.requests["Encode"].max_active_per_row == 4
+        dense = codes.to_dense()
+        assert dense.shape == (2, 8) and dense[0, 5] == 2.0 and not dense[1].any()
+        assert server.requests["Decode"].sparse.rows[0].indices == [1, 5]
+        assert decoded.shape == (2, 3)
+        assert server.requests["Reconstruct"].input.WhichOneof("source") == "images"
+        assert reconstruction.nmse == pytest.approx(0.1) and reconstruction.row_nmse.shape == (2,)
+        assert isinstance(reconstruction.codes, SparseCodes)
+
+
+def test_attribution_rpcs() -> None:
+    with serve_canned() as server:
+        with Client(server.address) as client:
+            texts = client.attribute_latents("demo-topk", PNG_BYTES, ["a cat"], top_n=5, patch_maps=True)
+            decomposition = client.decompose("demo", ObjectKey("k.png"), "a cat")
+            steering = client.steer(
+                "demo-topk",
+                PNG_BYTES,
+                [LatentEdit(7, "clamp", 0.0), LatentEdit(3, "add", 2.5)],
+                class_names=["cat"],
+            )
+        assert server.requests["AttributeLatents"].top_n == 5
+        (text,) = texts
+        assert text.error_share == pytest.approx(0.125)
+        assert text.latents[0].labels[0].text == "striped fur"
+        assert text.latents[0].patch_map is not None and text.latents[0].patch_map.shape == (2, 2)
+        assert decomposition.layers[0].heads.tolist() == pytest.approx([0.02, 0.08])
+        assert decomposition.patch_heatmap is not None and decomposition.patch_heatmap.shape == (2, 2)
+        edits = server.requests["Steer"].edits
+        assert [(e.latent, e.op) for e in edits] == [
+            (7, attribution_pb2.EDIT_OP_CLAMP),
+            (3, attribution_pb2.EDIT_OP_ADD),
+        ]
+        assert steering.classes[0].after == pytest.approx(0.75)
+        assert steering.steered_embedding.tolist() == [1.0, 1.0, 1.0]
+
+
+def test_feature_and_model_rpcs_through_the_async_client() -> None:
+    with serve_canned() as server:
+
+        async def run() -> tuple:
+            async with AsyncClient(server.address) as client:
+                return (
+                    await client.top_activations("demo-topk", 7, k=2),
+                    await client.latent_info("demo-topk", 7),
+                    await client.search_latents("demo-topk", "stripes", top_n=3),
+                    await client.list_models(),
+                    await client.list_saes("demo"),
+                )
+
+        top, info, search, models, saes = asyncio.run(run())
+        assert server.requests["TopActivations"].k == 2
+        assert (top.source, top.degraded) == ("redis", False)
+        assert [item.patch for item in top.inputs] == [3, None]
+        assert (info.source, info.degraded, info.counts.tolist()) == ("store", True, [10, 3])
+        assert server.requests["SearchLatents"].text == "stripes"
+        assert search.matches[0].latent == 7
+        assert models[0].id == "demo" and saes[0].model_id == "demo"
+        assert server.requests["ListSaes"].model_id == "demo"
