@@ -1,7 +1,10 @@
 """Light client for the cliplens gRPC API: grpcio, protobuf and numpy only.
 
 ``Client`` (blocking) and ``AsyncClient`` (asyncio) have one method per rpc; the generated stubs
-live in ``cliplens_client.v1``.
+live in ``cliplens_client.v1``::
+
+    with Client("localhost:9000", token=token) as client:
+        texts = client.attribute_latents("demo-topk", Path("cat.png"), ["a cat", "a dog"], top_n=5)
 """
 
 from cliplens_client.aio import AsyncClient
