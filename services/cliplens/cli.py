@@ -14,6 +14,7 @@ from cliplens.core.errors import CliplensError
 
 COMMANDS: dict[str, str] = {
     "models": "cliplens.jobs.models_command",
+    "probe": "cliplens.jobs.probe_command",
     "demo": "cliplens.demo.__main__",
 }
 
