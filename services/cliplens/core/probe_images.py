@@ -5,6 +5,8 @@ from __future__ import annotations
 
 from PIL import Image, ImageDraw, ImageFont
 
+from cliplens.core.errors import InvalidInputError
+
 # Small images are upscaled to at least this side before drawing, so glyphs are rendered crisply.
 RENDER_SIDE = 224
 TEXT_HEIGHT = 0.22  # font size as a fraction of the image height
@@ -45,6 +47,8 @@ def paste_centre(
 ) -> Image.Image:
     """The centre square of ``foreground`` (side ``fraction`` of the shorter side) pasted onto
     ``background`` resized to the same size; ``None`` gives a neutral grey border instead."""
+    if not 0 < fraction <= 1:
+        raise InvalidInputError(f"the centre fraction must be in (0, 1], got {fraction}")
     width, height = foreground.size
     side = max(1, round(min(width, height) * fraction))
     left, top = (width - side) // 2, (height - side) // 2

@@ -139,6 +139,7 @@ class ProbeContext:
     top_latents: int = 5
 
     def predict(self, images: Sequence[Image.Image]) -> Int[Tensor, " batch"]:
+        """Zero-shot class predictions."""
         pixels = self.clip.preprocess_images(list(images))
         return zero_shot_logits(self.clip, pixels, self.classifier).argmax(-1).cpu()
 
