@@ -218,7 +218,8 @@ def _attention_terms(
     head_dim = width // n_heads
     y = block.ln_1(x).float()
     w_q, w_k, w_v = attn.in_proj_weight.float().chunk(3)
-    b_q, b_k, b_v = attn.in_proj_bias.float().chunk(3)
+    in_bias = attn.in_proj_bias if attn.in_proj_bias is not None else attn.in_proj_weight.new_zeros(3 * width)
+    b_q, b_k, b_v = in_bias.float().chunk(3)
     q = (y[:, 0] @ w_q.T + b_q).view(batch, n_heads, head_dim)
     k = (y @ w_k.T + b_k).view(batch, n_tokens, n_heads, head_dim)
     v = (y @ w_v.T + b_v).view(batch, n_tokens, n_heads, head_dim)
