@@ -36,7 +36,8 @@ class Decomposition:
 
     The feature axis is the image-embedding space (``d_embed``) after :func:`decompose`, and one
     score per text after :func:`direct_effects`. Axes named in ``summed`` were summed at
-    decomposition time and have size 1. Token 0 of the attention terms is the CLS token itself.
+    decomposition time and have size 1. Token 0 of the attention terms is the CLS token itself;
+    ``norm`` is each image embedding's norm (see :meth:`normalized`).
     """
 
     embedding: Float[Tensor, "batch features"]
