@@ -6,7 +6,7 @@ PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 PYTEST_ARGS ?=
 
-.PHONY: help venv servers demo test lint format clean
+.PHONY: help venv servers demo test lint format stubs clean
 
 help:  ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-10s %s\n", $$1, $$2}'
@@ -39,6 +39,9 @@ lint: venv  ## ruff (lint + format check) and mypy
 format: venv  ## apply ruff's fixes and formatting
 	$(VENV)/bin/ruff check --fix services clients tests benchmarks
 	$(VENV)/bin/ruff format services clients tests benchmarks
+
+stubs: venv  ## regenerate the gRPC stubs from protos/ into clients/python/cliplens_client/v1
+	$(PY) clients/python/generate_stubs.py
 
 clean:  ## remove the virtual environment and caches
 	rm -rf $(VENV) .pytest_cache .ruff_cache .mypy_cache

@@ -49,10 +49,14 @@ class Sae(nn.Module):
         self.cfg = cfg
         W_dec = F.normalize(torch.randn(cfg.d_sae, cfg.d_in), dim=-1)
         self.W_dec = nn.Parameter(W_dec)
-        self.W_enc = nn.Parameter(W_dec.T.clone())
+        self.W_enc = nn.Parameter(W_dec.T.clone() * self.encoder_init_scale())
         self.b_enc = nn.Parameter(torch.zeros(cfg.d_sae))
         self.b_pre = nn.Parameter(torch.zeros(cfg.d_in))
         self.register_buffer("input_scale", torch.ones(()))
+
+    def encoder_init_scale(self) -> float:
+        """Scale of the tied encoder init; dense activations need a smaller one to start near x."""
+        return 1.0
 
     # -- inference -----------------------------------------------------------------------------
     def pre_acts(self, x: Float[Tensor, "*batch d_in"]) -> Float[Tensor, "*batch d_sae"]:
@@ -133,8 +137,16 @@ class Sae(nn.Module):
         """Hook for state updated from training batches (BatchTopK's threshold)."""
 
 
+def dense_init_scale(cfg: SaeConfig) -> float:
+    """About half the latents fire at init, each adding ``(x . d) d``; this keeps ``x_hat`` near ``x``."""
+    return min(1.0, 2.0 * cfg.d_in / cfg.d_sae)
+
+
 class ReluSae(Sae):
     cfg: ReluConfig
+
+    def encoder_init_scale(self) -> float:
+        return dense_init_scale(self.cfg)
 
     def activate(self, pre: Tensor) -> Tensor:
         return pre.relu()
@@ -156,10 +168,12 @@ class BatchTopKSae(TopKSae):
 
     cfg: BatchTopKConfig
     threshold: Tensor
+    threshold_updates: Tensor
 
     def __init__(self, cfg: BatchTopKConfig) -> None:
         super().__init__(cfg)
         self.register_buffer("threshold", torch.zeros(()))
+        self.register_buffer("threshold_updates", torch.zeros((), dtype=torch.long))
 
     def activate(self, pre: Tensor) -> Tensor:
         if not self.training:
@@ -170,13 +184,12 @@ class BatchTopKSae(TopKSae):
 
     @torch.no_grad()
     def after_batch(self, z: Tensor) -> None:
+        """Track the smallest kept activation: a running mean at first, then an EMA."""
         active = z[z > 0]
         if active.numel():
-            smallest = active.min()
-            if float(self.threshold) == 0.0:
-                self.threshold.copy_(smallest)
-            else:
-                self.threshold.lerp_(smallest, self.cfg.threshold_momentum)
+            self.threshold_updates += 1
+            weight = max(self.cfg.threshold_momentum, 1.0 / float(self.threshold_updates))
+            self.threshold.lerp_(active.min(), weight)
 
 
 class MatryoshkaSae(BatchTopKSae):
@@ -237,6 +250,9 @@ class _StepFn(torch.autograd.Function):
 
 class JumpReluSae(Sae):
     cfg: JumpReluConfig
+
+    def encoder_init_scale(self) -> float:
+        return dense_init_scale(self.cfg)
 
     def __init__(self, cfg: JumpReluConfig) -> None:
         super().__init__(cfg)

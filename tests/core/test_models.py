@@ -1,0 +1,109 @@
+"""Model loading: registry ids, open_clip arch + checkpoint paths, dtypes and clear errors."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import open_clip
+import pytest
+import torch
+from safetensors.torch import save_file
+
+from cliplens.core.errors import NotFoundError, UnknownArchitectureError, WeightsNotFoundError
+from cliplens.core.models import ASSETS_DIR, LoadedClip, ModelRegistry, ModelSpec, load_clip
+from conftest import tiny_spec
+
+
+def _images(n: int = 2, size: int = 32) -> torch.Tensor:
+    return torch.randn(n, 3, size, size, generator=torch.Generator().manual_seed(1))
+
+
+def test_tiny_model_loads_in_eval_mode(tiny_clip: LoadedClip) -> None:
+    assert not tiny_clip.model.training
+    assert tiny_clip.embed_dim == 32 and tiny_clip.image_size == 32
+    assert tiny_clip.encode_texts(["a cat", "a dog"]).shape == (2, 32)
+
+
+@pytest.mark.parametrize("suffix", [".pt", ".safetensors"])
+def test_checkpoint_path_round_trip(tiny_clip: LoadedClip, tmp_path: Path, suffix: str) -> None:
+    state = {k: v.contiguous() for k, v in tiny_clip.model.state_dict().items()}
+    path = tmp_path / f"weights{suffix}"
+    if suffix == ".pt":
+        torch.save(state, path)
+    else:
+        save_file(state, str(path))
+    spec = ModelSpec(
+        id="reloaded", arch=tiny_clip.spec.arch, pretrained=str(path), config=tiny_clip.spec.config
+    )
+    reloaded = load_clip(spec, device="cpu")
+    images = _images()
+    with torch.no_grad():
+        assert torch.equal(reloaded.model.encode_image(images), tiny_clip.model.encode_image(images))
+
+
+def test_dtype_and_device(tiny_clip: LoadedClip) -> None:
+    half = load_clip(tiny_clip.spec, device="cpu", dtype="bf16")
+    assert next(half.model.parameters()).dtype == torch.bfloat16
+    assert half.device == torch.device("cpu")
+
+
+def test_registry_resolves_relative_paths_and_env_override(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    (tmp_path / "models.json").write_text(
+        json.dumps({"mine": {"arch": "ViT-B-32", "pretrained": "weights/mine.safetensors"}})
+    )
+    registry = ModelRegistry.from_file(tmp_path / "models.json")
+    assert registry.get("mine").pretrained == str(tmp_path / "weights" / "mine.safetensors")
+    monkeypatch.setenv("CLIPLENS_MODELS", str(tmp_path / "models.json"))
+    merged = ModelRegistry.default()
+    assert "mine" in merged and "demo" in merged
+
+
+def test_unknown_model_id_lists_known_ids() -> None:
+    with pytest.raises(NotFoundError, match="unknown model id 'nope'.*demo"):
+        ModelRegistry.default().get("nope")
+
+
+def test_unknown_arch_is_named() -> None:
+    with pytest.raises(UnknownArchitectureError, match="'ViT-B-33'.*ViT-B-32"):
+        load_clip("ViT-B-33", device="cpu")
+
+
+def test_missing_checkpoint_names_model_and_path(tmp_path: Path) -> None:
+    missing = tmp_path / "absent.safetensors"
+    with pytest.raises(WeightsNotFoundError, match=f"'ViT-B-32'.*{missing}"):
+        load_clip("ViT-B-32", pretrained=str(missing), device="cpu")
+
+
+def test_unknown_pretrained_tag_is_named() -> None:
+    with pytest.raises(WeightsNotFoundError, match="no pretrained tag 'not-a-tag'.*laion2b"):
+        load_clip("ViT-B-32", pretrained="not-a-tag", device="cpu")
+
+
+def test_unreachable_download_is_a_clear_error(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """No model hub is reachable here: a real tag must fail with the tag named, not hang or crash oddly."""
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    monkeypatch.setenv("HF_HOME", str(tmp_path))
+    with pytest.raises(WeightsNotFoundError, match="laion2b_s34b_b79k"):
+        load_clip("vit-b-32-laion2b", device="cpu")
+
+
+def test_mismatched_config_name_is_rejected(tmp_path: Path) -> None:
+    spec = tiny_spec(tmp_path, name="cliplens-test-other")
+    with pytest.raises(Exception, match="must be named"):
+        load_clip(ModelSpec(id="x", arch="cliplens-test-renamed", config=spec.config), device="cpu")
+
+
+def test_demo_model_loads_with_plain_open_clip() -> None:
+    """The README's recipe: register the shipped config, then create_model_and_transforms(name, pretrained=path)."""
+    demo = ASSETS_DIR / "demo"
+    open_clip.add_model_config(demo / "cliplens-demo-cifar10.json")
+    model, _, preprocess = open_clip.create_model_and_transforms(
+        "cliplens-demo-cifar10", pretrained=str(demo / "cliplens-demo-cifar10.fp16.safetensors")
+    )
+    ours = load_clip("demo", device="cpu")
+    images = _images()
+    with torch.no_grad():
+        assert torch.allclose(model.eval().encode_image(images), ours.model.encode_image(images))
