@@ -100,7 +100,7 @@ def test_demo_model_loads_with_plain_open_clip() -> None:
     """The README's recipe: register the shipped config, then create_model_and_transforms(name, pretrained=path)."""
     demo = ASSETS_DIR / "demo"
     open_clip.add_model_config(demo / "cliplens-demo-cifar10.json")
-    model, _, preprocess = open_clip.create_model_and_transforms(
+    model, _, _ = open_clip.create_model_and_transforms(
         "cliplens-demo-cifar10", pretrained=str(demo / "cliplens-demo-cifar10.fp16.safetensors")
     )
     ours = load_clip("demo", device="cpu")
