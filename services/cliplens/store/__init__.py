@@ -22,6 +22,7 @@ from cliplens.store.readers import (
 from cliplens.store.run_reader import ActivationRun, ShuffledBatches
 from cliplens.store.run_writer import ActivationWriter
 from cliplens.store.runs import Manifest, RunSpec, ShardInfo, run_id
+from cliplens.store.saes import SaeRecord, list_saes, load_sae_from_store, read_sae_record, save_sae_to_store
 from cliplens.store.topk_cache import LatentStats, TopKCache, TopKEntry
 from cliplens.store.topk_results import TopKRow, read_topk_results, topk_results_key, write_topk_results
 
@@ -39,6 +40,7 @@ __all__ = [
     "RunSpec",
     "S3Config",
     "S3Store",
+    "SaeRecord",
     "ShardInfo",
     "ShuffledBatches",
     "Skipped",
@@ -48,15 +50,19 @@ __all__ = [
     "TopKEntry",
     "TopKRow",
     "decode_image",
+    "list_saes",
+    "load_sae_from_store",
     "open_object",
     "open_store",
     "prefetch",
     "read_image_folder",
     "read_inputs",
     "read_parquet",
+    "read_sae_record",
     "read_topk_results",
     "read_webdataset",
     "run_id",
+    "save_sae_to_store",
     "topk_results_key",
     "write_topk_results",
 ]
