@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -43,3 +44,15 @@ def shared_cifar() -> Path:
     if not (SHARED_CIFAR / "cifar10-test.parquet").is_file():
         pytest.fail(f"CIFAR-10 parquet files not found in {SHARED_CIFAR}")
     return SHARED_CIFAR
+
+
+@pytest.fixture(scope="session")
+def ray_session() -> Iterator[None]:
+    """One local Ray for the whole test session (jobs and Serve tests share it)."""
+    import ray
+
+    ray.init(num_cpus=4, include_dashboard=False, log_to_driver=False, configure_logging=False)
+    try:
+        yield
+    finally:
+        ray.shutdown()
