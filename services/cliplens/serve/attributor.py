@@ -1,0 +1,241 @@
+"""Attribution deployment: latent attribution, component decomposition, steering and latent labels.
+
+It holds the served CLIP models (gradients flow through them) and SAEs by id (multiplexed).
+AttributeLatents requests are batched across clients: requests for the same SAE, texts and
+patch-map choice run as one batch of images.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+from ray import serve
+from torch import Tensor
+
+from cliplens.core.attribution import LatentAttribution, attribute_latents
+from cliplens.core.decomposition import decompose, direct_effects
+from cliplens.core.models import LoadedClip
+from cliplens.core.naming import search_latents
+from cliplens.core.sae import Sae
+from cliplens.core.steering import LatentEdit, steer_images
+from cliplens.core.zeroshot import text_classifier
+from cliplens.serve.batching import QueueDepth, configure_batching, group_indices, record_batch
+from cliplens.serve.catalog import Catalog
+from cliplens.serve.encoder import LabelledImage, preprocess
+from cliplens.serve.labels import LatentLabeller
+from cliplens.serve.loading import load_models
+from cliplens.serve.results import (
+    AttributionResult,
+    DecompositionResult,
+    Label,
+    LatentMatchResult,
+    LatentShare,
+    LayerShare,
+    SteeringResult,
+    TextShare,
+)
+from cliplens.serve.sae_cache import multiplexed_sae_getter
+from cliplens.serve.settings import AppSettings
+from cliplens.store import open_store
+
+
+@dataclass(frozen=True)
+class AttributionJob:
+    sae_id: str
+    pixels: Tensor
+    texts: tuple[str, ...]
+    top_n: int
+    patch_maps: bool
+
+    @property
+    def group(self) -> tuple[str, tuple[str, ...], bool]:
+        return self.sae_id, self.texts, self.patch_maps
+
+
+@serve.deployment(
+    name="Attributor", max_ongoing_requests=16, ray_actor_options={"num_cpus": 1, "num_gpus": 0}
+)
+class Attributor:
+    def __init__(self, settings: AppSettings) -> None:
+        self.settings = settings
+        self.models = load_models(settings)
+        store = open_store(settings.store_uri)
+        self.catalog = Catalog(settings, store)
+        device = next(iter(self.models.values())).device
+        self.get_sae = multiplexed_sae_getter(settings, store, device)
+        self.labeller = LatentLabeller()
+        self.pool = ThreadPoolExecutor(2, thread_name_prefix="preprocess")
+        configure_batching(self._attribute_batch, settings.attribution_batch)
+        self.queue = QueueDepth("attribute_latents")
+
+    async def attribute(
+        self, sae_id: str, image: LabelledImage, texts: list[str], top_n: int, patch_maps: bool
+    ) -> AttributionResult:
+        clip = self._clip_of(sae_id)
+        pixels = await self._pixels(clip, image)
+        with self.queue.waiting_for_batch():
+            return await self._attribute_batch(
+                AttributionJob(sae_id, pixels, tuple(texts), top_n, patch_maps)
+            )
+
+    async def decompose(self, model_id: str, image: LabelledImage, text: str) -> DecompositionResult:
+        clip = self.models[model_id]
+        pixels = await self._pixels(clip, image)
+        return await asyncio.to_thread(_decompose, clip, pixels, text)
+
+    async def steer(
+        self, sae_id: str, image: LabelledImage, edits: list[LatentEdit], class_names: list[str]
+    ) -> SteeringResult:
+        clip, sae = self._clip_of(sae_id), await self.get_sae(sae_id)
+        pixels = await self._pixels(clip, image)
+        return await asyncio.to_thread(_steer, clip, sae, pixels, edits, class_names)
+
+    async def labels(self, sae_id: str, latents: list[int], n: int) -> list[list[Label]]:
+        clip, sae = self._clip_of(sae_id), await self.get_sae(sae_id)
+        return await asyncio.to_thread(self.labeller.labels, sae_id, clip, sae, latents, n)
+
+    async def search(self, sae_id: str, text: str, top_n: int) -> list[LatentMatchResult]:
+        clip, sae = self._clip_of(sae_id), await self.get_sae(sae_id)
+        scores = await asyncio.to_thread(search_latents, clip, sae, text, top_n)
+        labels = await self.labels(sae_id, [s.latent for s in scores], self.settings.labels_per_latent)
+        return [LatentMatchResult(s.latent, s.score, lab) for s, lab in zip(scores, labels, strict=True)]
+
+    @serve.batch(max_batch_size=8, batch_wait_timeout_s=0.01)
+    async def _attribute_batch(self, jobs: list[AttributionJob]) -> list[AttributionResult]:
+        record_batch("attribute_latents", len(jobs), len(jobs))
+        results: list[AttributionResult | None] = [None] * len(jobs)
+        for (sae_id, _, _), indices in group_indices(jobs, lambda job: job.group).items():
+            sae = await self.get_sae(sae_id)
+            group = [jobs[i] for i in indices]
+            outcomes = await asyncio.to_thread(self._attribute_group, self._clip_of(sae_id), sae, group)
+            label_sets = await self._labels_for(sae_id, outcomes)
+            for i, outcome, labels in zip(indices, outcomes, label_sets, strict=True):
+                results[i] = _with_labels(outcome, labels)
+        return [result for result in results if result is not None]
+
+    def _attribute_group(
+        self, clip: LoadedClip, sae: Sae, jobs: list[AttributionJob]
+    ) -> list[AttributionResult]:
+        first = jobs[0]
+        texts = clip.encode_texts(list(first.texts)).detach()
+        images = torch.cat([job.pixels for job in jobs])
+        attribution = attribute_latents(clip, sae, images, texts)
+        chosen = [_top_latents(attribution, b, job.top_n) for b, job in enumerate(jobs)]
+        maps = None
+        if first.patch_maps:
+            union = sorted({k for per_text in chosen for latents in per_text for k in latents})
+            maps = attribute_latents(clip, sae, images, texts, patch_latents=union)
+        return [_result(attribution, maps, b, job, chosen[b]) for b, job in enumerate(jobs)]
+
+    async def _labels_for(
+        self, sae_id: str, outcomes: list[AttributionResult]
+    ) -> list[list[list[list[Label]]]]:
+        """Labels for each outcome's latents, per text (empty without a feature index)."""
+        n = self.settings.labels_per_latent if self.catalog.saes[sae_id].has_feature_index else 0
+        return [
+            [await self.labels(sae_id, [s.latent for s in text.latents], n) for text in outcome.texts]
+            for outcome in outcomes
+        ]
+
+    def _clip_of(self, sae_id: str) -> LoadedClip:
+        return self.models[self.catalog.sae(sae_id).cfg.model_id]
+
+    async def _pixels(self, clip: LoadedClip, image: LabelledImage) -> Tensor:
+        loop = asyncio.get_running_loop()
+        return await loop.run_in_executor(
+            self.pool, preprocess, clip, [image], self.settings.limits.max_image_pixels
+        )
+
+
+def _top_latents(attribution: LatentAttribution, image: int, top_n: int) -> list[list[int]]:
+    """Per text, the ``top_n`` latents by |attribution|, largest first."""
+    scores = attribution.attributions[image].abs()
+    n = min(top_n, scores.shape[-1])
+    return [row.tolist() for row in scores.topk(n, dim=-1).indices]
+
+
+def _result(
+    attribution: LatentAttribution,
+    maps: LatentAttribution | None,
+    b: int,
+    job: AttributionJob,
+    chosen: list[list[int]],
+) -> AttributionResult:
+    activations = attribution.latent_activations[b].float().cpu()
+    grid = 0
+    texts = []
+    for t, text in enumerate(job.texts):
+        attributions = attribution.attributions[b, t].float().cpu()
+        error = float(attribution.error[b, t])
+        total = abs(error) + float(attributions.abs().sum())
+        latents = []
+        for k in chosen[t]:
+            patch_map = None
+            if maps is not None and maps.patch_maps is not None:
+                column = maps.patch_latents.index(k)
+                flat = maps.patch_maps[b, t, column].float().cpu()
+                grid = round(flat.numel() ** 0.5)
+                patch_map = flat.reshape(grid, grid).numpy()
+            latents.append(LatentShare(k, float(activations[k]), float(attributions[k]), [], patch_map))
+        share = abs(error) / total if total > 0 else 0.0
+        texts.append(TextShare(text, float(attribution.scores[b, t]), latents, error, share))
+    return AttributionResult(texts, grid)
+
+
+def _with_labels(result: AttributionResult, labels: list[list[list[Label]]]) -> AttributionResult:
+    texts = [
+        TextShare(
+            text.text,
+            text.score,
+            [
+                LatentShare(s.latent, s.activation, s.attribution, lab, s.patch_map)
+                for s, lab in zip(text.latents, per_latent, strict=True)
+            ],
+            text.error_attribution,
+            text.error_share,
+        )
+        for text, per_latent in zip(result.texts, labels, strict=True)
+    ]
+    return AttributionResult(texts, result.patch_grid)
+
+
+def _decompose(clip: LoadedClip, pixels: Tensor, text: str) -> DecompositionResult:
+    with torch.no_grad():
+        text_embedding = clip.encode_texts([text])[0]
+        scores = direct_effects(decompose(clip.model, pixels.to(clip.device, clip.dtype)), text_embedding)
+    heads = scores.per_head()[0, :, :, 0].cpu()
+    layers = [
+        LayerShare(float(heads[layer].sum()), float(scores.mlp[0, layer, 0]), heads[layer].tolist())
+        for layer in range(scores.n_layers)
+    ]
+    patches = scores.per_patch()[0, :, 0].float().cpu()
+    grid = round(patches.numel() ** 0.5)
+    return DecompositionResult(
+        float(scores.total()[0, 0]),
+        float(scores.embedding[0, 0]),
+        layers,
+        patches.reshape(grid, grid).numpy(),
+    )
+
+
+def _steer(
+    clip: LoadedClip, sae: Sae, pixels: Tensor, edits: list[LatentEdit], class_names: list[str]
+) -> SteeringResult:
+    with torch.no_grad():
+        images = pixels.to(clip.device, clip.dtype)
+        original = clip.model.encode_image(images).float()
+        steered = steer_images(clip, sae, images, edits).float()
+        before: list[float] = []
+        after: list[float] = []
+        if class_names:
+            classes = text_classifier(clip, class_names)
+            scale = float(clip.model.logit_scale.exp())
+            before, after = (
+                (scale * F.normalize(e, dim=-1) @ classes.T).softmax(-1)[0].cpu().tolist()
+                for e in (original, steered)
+            )
+    return SteeringResult(original[0].cpu().numpy(), steered[0].cpu().numpy(), before, after)

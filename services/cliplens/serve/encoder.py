@@ -1,0 +1,139 @@
+"""Encoder deployment: image and text embeddings with dynamic batching across requests.
+
+Decoding and preprocessing run in a thread pool on the request path; the batched call only stacks
+ready tensors and runs the model, so the accelerator never waits for JPEG decoding.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+
+import numpy as np
+import numpy.typing as npt
+import torch
+from ray import serve
+from torch import Tensor
+
+from cliplens.core.models import LoadedClip
+from cliplens.core.sites import Site, encode_images
+from cliplens.serve.batching import QueueDepth, configure_batching, group_indices, record_batch
+from cliplens.serve.inputs import decode_rgb
+from cliplens.serve.loading import load_models
+from cliplens.serve.settings import AppSettings
+
+Embeddings = npt.NDArray[np.float32]
+LabelledImage = tuple[str, bytes]  # (request field, encoded bytes)
+Encode = Callable[[LoadedClip, Tensor], Tensor]
+
+
+@dataclass(frozen=True)
+class ModelFacts:
+    """What ListModels reports about a loaded model."""
+
+    model_id: str
+    arch: str
+    description: str
+    embed_dim: int
+    image_size: int
+    n_layers: int
+    patch_grid: int
+
+
+def model_facts(clip: LoadedClip) -> ModelFacts:
+    visual = clip.model.visual
+    grid = getattr(visual, "grid_size", (0, 0))
+    blocks = getattr(getattr(visual, "transformer", None), "resblocks", [])
+    return ModelFacts(
+        clip.spec.id,
+        clip.spec.arch,
+        clip.spec.description,
+        clip.embed_dim,
+        clip.image_size,
+        len(blocks),
+        int(grid[0]),
+    )
+
+
+def preprocess(clip: LoadedClip, images: list[LabelledImage], max_pixels: int) -> Tensor:
+    """Decoded, preprocessed images as one CPU float tensor ``(n, 3, size, size)``."""
+    return torch.stack([clip.preprocess(decode_rgb(field, data, max_pixels)) for field, data in images])
+
+
+@serve.deployment(name="Encoder", max_ongoing_requests=64, ray_actor_options={"num_cpus": 1, "num_gpus": 0})
+class Encoder:
+    def __init__(self, settings: AppSettings, preprocess_threads: int = 4) -> None:
+        self.settings = settings
+        self.models = load_models(settings)
+        self.pool = ThreadPoolExecutor(preprocess_threads, thread_name_prefix="preprocess")
+        configure_batching(self._image_batch, settings.encoder_batch)
+        configure_batching(self._text_batch, settings.encoder_batch)
+        self.image_queue, self.text_queue = QueueDepth("embed_images"), QueueDepth("embed_texts")
+
+    def facts(self) -> list[ModelFacts]:
+        return [model_facts(clip) for clip in self.models.values()]
+
+    async def embed_images(self, model_id: str, images: list[LabelledImage]) -> Embeddings:
+        """Embeddings ``(n, d_embed)`` of encoded images, not normalised."""
+        clip = self.models[model_id]
+        loop = asyncio.get_running_loop()
+        pixels = await loop.run_in_executor(
+            self.pool, preprocess, clip, images, self.settings.limits.max_image_pixels
+        )
+        with self.image_queue.waiting_for_batch():
+            return await self._image_batch((model_id, pixels))
+
+    async def embed_texts(self, model_id: str, texts: list[str]) -> Embeddings:
+        """Embeddings ``(n, d_embed)`` of texts, not normalised (tokenised on the request path)."""
+        tokens = self.models[model_id].tokenizer(texts)
+        with self.text_queue.waiting_for_batch():
+            return await self._text_batch((model_id, tokens))
+
+    async def site_activations(self, model_id: str, site: str, images: list[LabelledImage]) -> Embeddings:
+        """Activations of the images at ``site``: ``(n, width)`` or ``(n, patches, width)``."""
+        clip = self.models[model_id]
+        loop = asyncio.get_running_loop()
+        pixels = await loop.run_in_executor(
+            self.pool, preprocess, clip, images, self.settings.limits.max_image_pixels
+        )
+        return await asyncio.to_thread(self._capture, clip, Site.parse(site), pixels)
+
+    @serve.batch(max_batch_size=32, batch_wait_timeout_s=0.005)
+    async def _image_batch(self, items: list[tuple[str, Tensor]]) -> list[Embeddings]:
+        record_batch("embed_images", len(items), sum(int(pixels.shape[0]) for _, pixels in items))
+        return await asyncio.to_thread(self._run_batch, items, self._encode_images)
+
+    @serve.batch(max_batch_size=32, batch_wait_timeout_s=0.005)
+    async def _text_batch(self, items: list[tuple[str, Tensor]]) -> list[Embeddings]:
+        record_batch("embed_texts", len(items), sum(int(tokens.shape[0]) for _, tokens in items))
+        return await asyncio.to_thread(self._run_batch, items, self._encode_texts)
+
+    def _run_batch(self, items: list[tuple[str, Tensor]], encode: Encode) -> list[Embeddings]:
+        """Run each model once over its requests' rows and split the result back per request."""
+        out: list[Embeddings] = [np.empty(0, np.float32)] * len(items)
+        for model_id, indices in group_indices(items, lambda item: item[0]).items():
+            parts = [items[i][1] for i in indices]
+            embeddings = encode(self.models[model_id], torch.cat(parts)).float().cpu().numpy()
+            splits = np.split(embeddings, np.cumsum([part.shape[0] for part in parts])[:-1])
+            for i, rows in zip(indices, splits, strict=True):
+                out[i] = rows
+        return out
+
+    @staticmethod
+    @torch.no_grad()
+    def _encode_images(clip: LoadedClip, pixels: Tensor) -> Tensor:
+        return clip.model.encode_image(pixels.to(clip.device, clip.dtype))
+
+    @staticmethod
+    @torch.no_grad()
+    def _encode_texts(clip: LoadedClip, tokens: Tensor) -> Tensor:
+        return clip.model.encode_text(tokens.to(clip.device))
+
+    @staticmethod
+    @torch.no_grad()
+    def _capture(clip: LoadedClip, site: Site, pixels: Tensor) -> Embeddings:
+        site.check(clip.model.visual)
+        captured = encode_images(clip.model, pixels.to(clip.device, clip.dtype), sites=[site])[site]
+        return captured.float().cpu().numpy()

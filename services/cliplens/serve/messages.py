@@ -1,0 +1,148 @@
+"""Building response messages from deployment results."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import numpy as np
+
+from cliplens.serve.catalog import ServedSae
+from cliplens.serve.encoder import ModelFacts
+from cliplens.serve.results import AttributionResult, DecompositionResult, Floats, Label, SteeringResult
+from cliplens.serve.sae_runner import SparseRows
+from cliplens.store import LatentStats, TopKEntry
+from cliplens_client.arrays import FloatDType, pack_array
+from cliplens_client.v1 import attribution_pb2, common_pb2, features_pb2, models_pb2
+
+WIRE_DTYPES: dict[int, FloatDType] = {
+    common_pb2.DTYPE_UNSPECIFIED: "float32",
+    common_pb2.DTYPE_FLOAT32: "float32",
+    common_pb2.DTYPE_FLOAT16: "float16",
+}
+
+
+def embeddings(values: Floats, normalize: bool, dtype: int) -> common_pb2.FloatArray:
+    if normalize:
+        values = values / np.maximum(np.linalg.norm(values, axis=-1, keepdims=True), 1e-12)
+    return pack_array(values, WIRE_DTYPES[dtype])
+
+
+def sparse_latents(rows: SparseRows) -> common_pb2.SparseLatents:
+    return common_pb2.SparseLatents(
+        d_sae=rows.d_sae,
+        rows=[
+            common_pb2.SparseRow(indices=indices.tolist(), values=values.tolist())
+            for indices, values in zip(rows.indices, rows.values, strict=True)
+        ],
+    )
+
+
+def labels(values: Sequence[Label]) -> list[common_pb2.LatentLabel]:
+    return [common_pb2.LatentLabel(text=text, alignment=alignment) for text, alignment in values]
+
+
+def attribution(sae_id: str, result: AttributionResult) -> attribution_pb2.AttributeLatentsResponse:
+    return attribution_pb2.AttributeLatentsResponse(
+        sae_id=sae_id,
+        patch_grid=result.patch_grid,
+        texts=[
+            attribution_pb2.TextAttribution(
+                text=text.text,
+                score=text.score,
+                error_attribution=text.error_attribution,
+                error_share=text.error_share,
+                latents=[
+                    attribution_pb2.LatentAttribution(
+                        latent=share.latent,
+                        activation=share.activation,
+                        attribution=share.attribution,
+                        labels=labels(share.labels),
+                        patch_map=pack_array(share.patch_map) if share.patch_map is not None else None,
+                    )
+                    for share in text.latents
+                ],
+            )
+            for text in result.texts
+        ],
+    )
+
+
+def decomposition(model_id: str, result: DecompositionResult) -> attribution_pb2.DecomposeResponse:
+    return attribution_pb2.DecomposeResponse(
+        model_id=model_id,
+        score=result.score,
+        embedding_contribution=result.embedding,
+        layers=[
+            attribution_pb2.LayerContribution(
+                layer=i, attention=layer.attention, mlp=layer.mlp, heads=layer.heads
+            )
+            for i, layer in enumerate(result.layers)
+        ],
+        patch_heatmap=pack_array(result.patch_heatmap),
+    )
+
+
+def steering(
+    sae_id: str, class_names: Sequence[str], result: SteeringResult
+) -> attribution_pb2.SteerResponse:
+    return attribution_pb2.SteerResponse(
+        sae_id=sae_id,
+        original_embedding=pack_array(result.original),
+        steered_embedding=pack_array(result.steered),
+        classes=[
+            attribution_pb2.ClassProbability(class_name=name, before=before, after=after)
+            for name, before, after in zip(class_names, result.before, result.after, strict=True)
+        ],
+    )
+
+
+def source(from_redis: bool) -> features_pb2.FeatureSource:
+    return features_pb2.FEATURE_SOURCE_REDIS if from_redis else features_pb2.FEATURE_SOURCE_STORE
+
+
+def top_activations(
+    sae_id: str, latent: int, entries: Sequence[TopKEntry], from_redis: bool
+) -> features_pb2.TopActivationsResponse:
+    return features_pb2.TopActivationsResponse(
+        sae_id=sae_id,
+        latent=latent,
+        inputs=[
+            features_pb2.ActivatingInput(input_id=e.key, activation=e.activation, label=e.label or "")
+            for e in entries
+        ],
+        source=source(from_redis),
+        degraded=not from_redis,
+    )
+
+
+def histogram(stats: LatentStats | None) -> features_pb2.Histogram:
+    if stats is None:
+        return features_pb2.Histogram()
+    return features_pb2.Histogram(bin_edges=stats.histogram_edges, counts=stats.histogram_counts)
+
+
+def model_info(facts: ModelFacts) -> models_pb2.ModelInfo:
+    return models_pb2.ModelInfo(
+        id=facts.model_id,
+        arch=facts.arch,
+        description=facts.description,
+        embed_dim=facts.embed_dim,
+        image_size=facts.image_size,
+        n_layers=facts.n_layers,
+        patch_grid=facts.patch_grid,
+    )
+
+
+def sae_info(served: ServedSae) -> models_pb2.SaeInfo:
+    cfg = served.record.cfg
+    return models_pb2.SaeInfo(
+        id=served.record.sae_id,
+        model_id=cfg.model_id,
+        site=cfg.site,
+        arch=cfg.arch,
+        d_in=cfg.d_in,
+        d_sae=cfg.d_sae,
+        dataset_id=cfg.dataset_id,
+        metrics=served.record.metrics,
+        has_feature_index=served.has_feature_index,
+    )

@@ -1,0 +1,77 @@
+"""Application arguments: what a Serve config's ``args`` may say, validated once at build time."""
+
+from __future__ import annotations
+
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class Limits(_Strict):
+    """Per-request limits; a request beyond one fails with INVALID_ARGUMENT naming the field."""
+
+    max_image_bytes: int = Field(default=16 * 1024 * 1024, gt=0)
+    max_image_pixels: int = Field(default=40_000_000, gt=0)
+    max_images: int = Field(default=64, gt=0)
+    max_texts: int = Field(default=256, gt=0)
+    max_attribution_texts: int = Field(default=64, gt=0)
+    max_class_names: int = Field(default=1000, gt=0)
+    max_text_chars: int = Field(default=1000, gt=0)
+    max_rows: int = Field(default=65_536, gt=0)
+    max_edits: int = Field(default=64, gt=0)
+    max_top_k: int = Field(default=1000, gt=0)
+    max_top_n: int = Field(default=100, gt=0)
+
+
+class BatchSettings(_Strict):
+    """``@serve.batch`` settings of one deployment (``max_batch_size`` counts requests)."""
+
+    max_batch_size: int = Field(default=32, gt=0)
+    batch_wait_timeout_s: float = Field(default=0.005, ge=0)
+
+
+class SaeCacheSettings(_Strict):
+    """Resident SAEs per replica: at most ``max_saes_per_replica``, and no more than the memory budget
+    allows for the largest SAE served (least recently used ones are evicted first)."""
+
+    memory_budget_mb: float = Field(default=2048, gt=0)
+    max_saes_per_replica: int = Field(default=8, gt=0)
+
+
+class AuthSettings(_Strict):
+    """Bearer tokens, one per line in ``token_file`` and/or comma-separated in ``$token_env``.
+
+    With ``enabled`` and no token found, the application refuses to start.
+    """
+
+    enabled: bool = False
+    token_file: str | None = None
+    token_env: str | None = "CLIPLENS_API_TOKENS"
+
+
+class AppSettings(_Strict):
+    """Everything the application needs; nothing about it is hard-coded elsewhere."""
+
+    models: list[str] = Field(min_length=1)
+    model_registry: str | None = None
+    store_uri: str
+    image_store_uri: str | None = None
+    redis_url: str | None = None
+    sae_ids: list[str] = Field(default_factory=list)
+    device: str = "auto"
+    dtype: str = "fp32"
+    limits: Limits = Limits()
+    encoder_batch: BatchSettings = BatchSettings()
+    attribution_batch: BatchSettings = BatchSettings(max_batch_size=8)
+    sae_cache: SaeCacheSettings = SaeCacheSettings()
+    auth: AuthSettings = AuthSettings()
+    top_k_default: int = Field(default=16, gt=0)
+    labels_per_latent: int = Field(default=3, ge=0)
+
+    @model_validator(mode="after")
+    def _unique_models(self) -> AppSettings:
+        if len(set(self.models)) != len(self.models):
+            raise ValueError(f"models must be unique, got {self.models}")
+        return self

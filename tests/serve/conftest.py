@@ -1,0 +1,100 @@
+"""One Serve instance for the serve tests: the demo app ("cliplens"), and an auth-on ingress
+("cliplens-auth") in front of the same backend deployments, with a small queue."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+from cliplens_client import Client, RetryPolicy
+
+from cliplens.core.models import LoadedClip
+from cliplens.serve.app import DEPLOYMENTS, GRPC_SERVICER_FUNCTIONS, compose
+from cliplens.serve.settings import AppSettings
+from demo_index import DemoIndex, build_demo_index
+from servers import RedisServer, free_ports
+
+APP = "cliplens"
+AUTH_APP = "cliplens-auth"
+TOKEN = "serve-test-token"
+SMALL = {"num_cpus": 0.2, "num_gpus": 0}
+TEST_OPTIONS = {
+    "CliplensIngress": {"ray_actor_options": SMALL},
+    "Encoder": {"ray_actor_options": SMALL},
+    "SaeRunner": {"ray_actor_options": SMALL},
+    "Attributor": {"ray_actor_options": SMALL},
+}
+
+
+@dataclass(frozen=True)
+class ServeApp:
+    address: str
+    http_port: int
+    index: DemoIndex
+    redis: RedisServer
+    settings: AppSettings
+
+    def client(self, app: str = APP, token: str | None = None, retry: RetryPolicy | None = None) -> Client:
+        return Client(self.address, app=app, token=token, timeout=120, retry=retry)
+
+
+@pytest.fixture(scope="session")
+def serve_redis(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RedisServer]:
+    """The app's own Redis: tests stop and restart it without touching the store tests' one."""
+    server = RedisServer(tmp_path_factory.mktemp("serve-redis"))
+    server.start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture(scope="session")
+def serve_app(
+    ray_session: None, demo_clip: LoadedClip, serve_redis: RedisServer, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[ServeApp]:
+    from ray import serve
+    from ray.serve.config import gRPCOptions
+
+    root = tmp_path_factory.mktemp("serve")
+    index = build_demo_index(demo_clip, root, serve_redis.url)
+    token_file = root / "tokens"
+    token_file.write_text(f"# test tokens\n{TOKEN}\n")
+    grpc_port, http_port = free_ports(2)
+    serve.start(
+        http_options={"host": "127.0.0.1", "port": http_port},
+        grpc_options=gRPCOptions(port=grpc_port, grpc_servicer_functions=GRPC_SERVICER_FUNCTIONS),
+    )
+    settings = AppSettings(
+        models=["demo"],
+        store_uri=str(index.store_dir),
+        image_store_uri=str(index.bucket_dir),
+        redis_url=serve_redis.url,
+        limits={"max_image_bytes": 200_000, "max_image_pixels": 512 * 512, "max_texts": 8, "max_text_chars": 200},
+        sae_cache={"memory_budget_mb": 64, "max_saes_per_replica": 1},
+    )
+    serve.run(compose(settings, TEST_OPTIONS), name=APP, route_prefix="/cliplens")
+    auth_settings = AppSettings.model_validate(
+        {**settings.model_dump(), "auth": {"enabled": True, "token_file": str(token_file)}}
+    )
+    handles = [serve.get_deployment_handle(name, app_name=APP) for name in ("Encoder", "SaeRunner", "Attributor")]
+    auth_ingress = DEPLOYMENTS["CliplensIngress"].options(
+        max_ongoing_requests=1, max_queued_requests=1, ray_actor_options=SMALL
+    )
+    serve.run(auth_ingress.bind(auth_settings, *handles), name=AUTH_APP, route_prefix="/cliplens-auth")
+    try:
+        yield ServeApp(f"127.0.0.1:{grpc_port}", http_port, index, serve_redis, settings)
+    finally:
+        serve.shutdown()
+
+
+@pytest.fixture(scope="session")
+def client(serve_app: ServeApp) -> Iterator[Client]:
+    with serve_app.client() as c:
+        yield c
+
+
+def image_path(tmp_path: Path, data: bytes) -> Path:
+    path = tmp_path / "image.jpg"
+    path.write_bytes(data)
+    return path
