@@ -166,6 +166,8 @@ def load_clip(
             spec = registry.get(model)
         else:
             spec = ModelSpec(id=model, arch=model, pretrained=pretrained)
+            if model not in open_clip.list_models():
+                _check_arch(model, also=f"not a registered model id ({', '.join(registry.ids())}) and ")
     if spec.config is not None:
         _register_config(spec)
     _check_arch(spec.arch)
@@ -208,12 +210,12 @@ def _register_config(spec: ModelSpec) -> None:
     open_clip.add_model_config(config)
 
 
-def _check_arch(arch: str) -> None:
+def _check_arch(arch: str, also: str = "") -> None:
     known = open_clip.list_models()
     if arch not in known:
         close = difflib.get_close_matches(arch, known, n=3)
         hint = f"; did you mean {', '.join(close)}?" if close else ""
-        raise UnknownArchitectureError(f"unknown open_clip architecture '{arch}'{hint}")
+        raise UnknownArchitectureError(f"unknown model '{arch}': {also}not an open_clip architecture{hint}")
 
 
 def _check_weights(spec: ModelSpec) -> str | None:
