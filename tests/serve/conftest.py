@@ -8,12 +8,12 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
-from cliplens_client import Client, RetryPolicy
+from demo_index import DemoIndex, build_demo_index
 
 from cliplens.core.models import LoadedClip
 from cliplens.serve.app import DEPLOYMENTS, GRPC_SERVICER_FUNCTIONS, compose
 from cliplens.serve.settings import AppSettings
-from demo_index import DemoIndex, build_demo_index
+from cliplens_client import Client, RetryPolicy
 from servers import RedisServer, free_ports
 
 APP = "cliplens"
@@ -51,7 +51,10 @@ def serve_redis(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RedisServe
 
 @pytest.fixture(scope="session")
 def serve_app(
-    ray_session: None, demo_clip: LoadedClip, serve_redis: RedisServer, tmp_path_factory: pytest.TempPathFactory
+    ray_session: None,
+    demo_clip: LoadedClip,
+    serve_redis: RedisServer,
+    tmp_path_factory: pytest.TempPathFactory,
 ) -> Iterator[ServeApp]:
     from ray import serve
     from ray.serve.config import gRPCOptions
@@ -70,14 +73,21 @@ def serve_app(
         store_uri=str(index.store_dir),
         image_store_uri=str(index.bucket_dir),
         redis_url=serve_redis.url,
-        limits={"max_image_bytes": 200_000, "max_image_pixels": 512 * 512, "max_texts": 8, "max_text_chars": 200},
+        limits={
+            "max_image_bytes": 200_000,
+            "max_image_pixels": 512 * 512,
+            "max_texts": 8,
+            "max_text_chars": 200,
+        },
         sae_cache={"memory_budget_mb": 64, "max_saes_per_replica": 1},
     )
     serve.run(compose(settings, TEST_OPTIONS), name=APP, route_prefix="/cliplens")
     auth_settings = AppSettings.model_validate(
         {**settings.model_dump(), "auth": {"enabled": True, "token_file": str(token_file)}}
     )
-    handles = [serve.get_deployment_handle(name, app_name=APP) for name in ("Encoder", "SaeRunner", "Attributor")]
+    handles = [
+        serve.get_deployment_handle(name, app_name=APP) for name in ("Encoder", "SaeRunner", "Attributor")
+    ]
     auth_ingress = DEPLOYMENTS["CliplensIngress"].options(
         max_ongoing_requests=1, max_queued_requests=1, ray_actor_options=SMALL
     )

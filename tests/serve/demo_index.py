@@ -22,6 +22,7 @@ PATCH_SAE = "demo-resid2-patches"
 PATCH_SITE = "resid:2:patches"
 N_IMAGES = 192
 TOP_K = 16
+D_SAE = 256
 
 
 @dataclass(frozen=True)
@@ -30,7 +31,22 @@ class DemoIndex:
     bucket_dir: Path
     keys: list[str]
     jpegs: list[bytes]
-    d_sae: int
+    topk: dict[str, list[TopKRow]]
+    stats: dict[str, list[LatentStats]]
+
+    @property
+    def active_latent(self) -> int:
+        """The final SAE's latent with the most top-k entries."""
+        latents = [row.latent for row in self.topk[FINAL_SAE]]
+        return max(set(latents), key=latents.count)
+
+    def fill_cache(self, redis_url: str) -> None:
+        """Load every SAE's top-k rows and latent statistics into Redis."""
+        cache = TopKCache(redis_url, k=TOP_K)
+        for sae_id, rows in self.topk.items():
+            cache.rebuild(sae_id, rows, D_SAE)
+            for latent, stats in enumerate(self.stats[sae_id]):
+                cache.set_stats(sae_id, latent, stats)
 
 
 def jpeg(image: Image.Image) -> bytes:
@@ -50,31 +66,42 @@ def build_demo_index(clip: LoadedClip, root: Path, redis_url: str) -> DemoIndex:
     for key, data in zip(keys, jpegs, strict=True):
         bucket.put_bytes(key, data)
     with torch.no_grad():
-        captured = encode_images(clip.model, clip.preprocess_images(sample.images), sites=["final", PATCH_SITE])
+        captured = encode_images(
+            clip.model, clip.preprocess_images(sample.images), sites=["final", PATCH_SITE]
+        )
     store = LocalStore(root / "store")
-    cache = TopKCache(redis_url, k=TOP_K)
-    final = _train(TopKConfig(d_in=128, d_sae=256, k=8, model_id="demo", site="final", dataset_id=RUN_ID), captured["final"])
+    topk: dict[str, list[TopKRow]] = {}
+    stats: dict[str, list[LatentStats]] = {}
+    final = _train(
+        TopKConfig(d_in=128, d_sae=D_SAE, k=8, model_id="demo", site="final", dataset_id=RUN_ID),
+        captured["final"],
+    )
     patches = captured[PATCH_SITE]
     patch_sae = _train(
-        ReluConfig(d_in=128, d_sae=256, model_id="demo", site=PATCH_SITE, dataset_id=RUN_ID), patches.flatten(0, 1)
+        ReluConfig(d_in=128, d_sae=D_SAE, model_id="demo", site=PATCH_SITE, dataset_id=RUN_ID),
+        patches.flatten(0, 1),
     )
     for sae_id, sae, rows in ((FINAL_SAE, final, captured["final"]), (PATCH_SAE, patch_sae, patches)):
         save_sae_to_store(store, sae_id, sae, {"l0": 8.0})
         with torch.no_grad():
             z = sae.encode(rows.float())
         z = z.amax(1) if z.ndim == 3 else z
-        topk = _topk_rows(z, keys, names)
-        write_topk_results(store, RUN_ID, sae_id, topk)
-        cache.rebuild(sae_id, topk, sae.cfg.d_sae)
-        for latent in range(sae.cfg.d_sae):
-            fires = int((z[:, latent] > 0).sum())
-            cache.set_stats(sae_id, latent, LatentStats(fires, N_IMAGES, [0.0, 1.0, 2.0], [fires, 0]))
-    return DemoIndex(root / "store", root / "bucket", keys, jpegs, 256)
+        topk[sae_id] = _topk_rows(z, keys, names)
+        write_topk_results(store, RUN_ID, sae_id, topk[sae_id])
+        fires = (z > 0).sum(0).tolist()
+        stats[sae_id] = [LatentStats(int(f), N_IMAGES, [0.0, 1.0, 2.0], [int(f), 0]) for f in fires]
+    index = DemoIndex(root / "store", root / "bucket", keys, jpegs, topk, stats)
+    index.fill_cache(redis_url)
+    return index
 
 
 def _train(cfg: TopKConfig | ReluConfig, rows: torch.Tensor) -> Sae:
     sae = build_sae(cfg)
-    train_sae(sae, TensorBatches(rows.float(), 64), TrainConfig(epochs=2, warmup_steps=5, device="cpu", progress=False))
+    train_sae(
+        sae,
+        TensorBatches(rows.float(), 64),
+        TrainConfig(epochs=2, warmup_steps=5, device="cpu", progress=False),
+    )
     return sae.eval()
 
 

@@ -1,0 +1,135 @@
+"""Every rpc through the real client, over gRPC, against the demo app."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from demo_index import FINAL_SAE, PATCH_SAE, RUN_ID
+
+from cliplens.core.models import LoadedClip
+from cliplens_client import Client, LatentEdit, ObjectKey
+from conftest import ServeApp
+
+
+def test_list_models_reports_the_demo_model(client: Client) -> None:
+    (model,) = client.list_models()
+    assert (model.id, model.embed_dim, model.image_size, model.n_layers, model.patch_grid) == (
+        "demo",
+        128,
+        32,
+        4,
+        8,
+    )
+
+
+def test_list_saes_with_their_feature_index(client: Client) -> None:
+    saes = client.list_saes()
+    assert [s.id for s in saes] == sorted([FINAL_SAE, PATCH_SAE])
+    assert all(s.has_feature_index and s.dataset_id == RUN_ID and s.d_sae == 256 for s in saes)
+    assert client.list_saes("demo") == saes
+
+
+def test_embed_images_matches_in_process_model(
+    client: Client, serve_app: ServeApp, demo_clip: LoadedClip
+) -> None:
+    import torch
+
+    from cliplens.store import decode_image
+
+    jpegs = serve_app.index.jpegs[:3]
+    result = client.embed_images("demo", [*jpegs, ObjectKey(serve_app.index.keys[0])], normalize=True)
+    values = np.asarray(result.vectors)
+    assert values.shape == (4, 128)
+    np.testing.assert_allclose(np.linalg.norm(values, axis=1), 1.0, rtol=1e-5)
+    with torch.no_grad():
+        local = demo_clip.model.encode_image(demo_clip.preprocess_images([decode_image(j) for j in jpegs]))
+    local = torch.nn.functional.normalize(local, dim=-1).numpy()
+    np.testing.assert_allclose(values[:3], local, atol=1e-4)
+    np.testing.assert_allclose(values[3], values[0], atol=1e-6)
+
+
+def test_embed_texts_float16(client: Client) -> None:
+    result = client.embed_texts("demo", ["a cat", "a truck"], dtype="float16")
+    values = np.asarray(result.vectors)
+    assert values.dtype == np.float16 and values.shape == (2, 128)
+    assert not np.allclose(values[0], values[1])
+
+
+def test_encode_decode_reconstruct_round_trip(client: Client, serve_app: ServeApp) -> None:
+    rng = np.random.default_rng(0)
+    rows = rng.normal(size=(5, 128)).astype(np.float32)
+    codes = client.encode(FINAL_SAE, activations=rows)
+    dense = np.zeros((5, 256), np.float32)
+    for i, (indices, values) in enumerate(zip(codes.indices, codes.values, strict=True)):
+        assert len(indices) <= 8  # a TopK SAE with k=8
+        dense[i, indices] = values
+    decoded = np.asarray(client.decode(FINAL_SAE, dense))
+    sparse_decoded = np.asarray(client.decode(FINAL_SAE, codes))
+    np.testing.assert_allclose(decoded, sparse_decoded, atol=1e-5)
+    recon = client.reconstruct(FINAL_SAE, activations=rows, include_latents=True)
+    np.testing.assert_allclose(np.asarray(recon.reconstruction), decoded, atol=1e-5)
+    assert recon.row_nmse.shape == (5,) and recon.nmse > 0
+
+
+def test_encode_images_at_a_patch_site(client: Client, serve_app: ServeApp) -> None:
+    codes = client.encode(PATCH_SAE, images=serve_app.index.jpegs[:2], max_active_per_row=3)
+    assert codes.batch_shape == (2, 64)
+    assert max(len(i) for i in codes.indices) <= 3
+
+
+@pytest.mark.parametrize("patch_maps", [False, True])
+def test_attribute_latents(client: Client, serve_app: ServeApp, patch_maps: bool) -> None:
+    sae = PATCH_SAE if patch_maps else FINAL_SAE
+    texts = ["a photo of a cat", "a photo of a ship"]
+    result = client.attribute_latents(sae, serve_app.index.jpegs[0], texts, top_n=4, patch_maps=patch_maps)
+    assert [t.text for t in result] == texts
+    for text in result:
+        assert -1 <= text.score <= 1 and len(text.latents) == 4 and 0 <= text.error_share <= 1
+        magnitudes = [abs(latent.attribution) for latent in text.latents]
+        assert magnitudes == sorted(magnitudes, reverse=True)
+        assert all(len(latent.labels) == 3 for latent in text.latents)
+        if patch_maps:
+            assert all(np.asarray(latent.patch_map).shape == (8, 8) for latent in text.latents)
+
+
+def test_final_site_attribution_sums_to_the_score(client: Client, serve_app: ServeApp) -> None:
+    (text,) = client.attribute_latents(FINAL_SAE, serve_app.index.jpegs[1], ["a dog"], top_n=100)
+    # At the final site the latents (all active ones are among the top 100 of a k=8 SAE), the
+    # error term and the decoder bias add up to the score; the bias part is what remains.
+    covered = sum(latent.attribution for latent in text.latents) + text.error_attribution
+    assert abs(covered - text.score) < 0.5
+
+
+def test_decompose_sums_to_the_score(client: Client, serve_app: ServeApp) -> None:
+    result = client.decompose("demo", serve_app.index.jpegs[2], "a photo of a frog")
+    total = result.embedding_contribution + sum(layer.attention + layer.mlp for layer in result.layers)
+    assert abs(total - result.score) < 1e-3
+    assert len(result.layers) == 4 and np.asarray(result.patch_heatmap).shape == (8, 8)
+
+
+def test_steer_moves_the_embedding_and_probabilities(client: Client, serve_app: ServeApp) -> None:
+    classes = ["cat", "dog", "ship"]
+    result = client.steer(
+        FINAL_SAE, serve_app.index.jpegs[0], [LatentEdit(3, "add", 5.0)], class_names=classes
+    )
+    original, steered = np.asarray(result.original_embedding), np.asarray(result.steered_embedding)
+    assert original.shape == steered.shape == (128,) and not np.allclose(original, steered)
+    assert [c.class_name for c in result.classes] == classes
+    assert abs(sum(c.before for c in result.classes) - 1) < 1e-4
+
+
+def test_top_activations_from_redis(client: Client, serve_app: ServeApp) -> None:
+    result = client.top_activations(FINAL_SAE, serve_app.index.active_latent, k=5)
+    assert result.source == "redis" and not result.degraded
+    activations = [item.activation for item in result.inputs]
+    assert len(activations) == 5 and activations == sorted(activations, reverse=True)
+    assert all(item.input_id.startswith("cifar10-test/") for item in result.inputs)
+
+
+def test_latent_info_and_search(client: Client) -> None:
+    info = client.latent_info(FINAL_SAE, 1)
+    assert info.source == "redis" and 0 <= info.firing_rate <= 1 and len(info.labels) == 10
+    assert info.alignment == info.labels[0].alignment
+    search = client.search_latents(FINAL_SAE, "a red car", top_n=5)
+    alignments = [m.alignment for m in search.matches]
+    assert len(alignments) == 5 and alignments == sorted(alignments, reverse=True)
