@@ -1,0 +1,36 @@
+"""The shipped Serve config is valid for Serve, names the app's servicers and builds the app's settings."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import yaml
+from pydantic import ValidationError
+from ray.serve.schema import ServeDeploySchema
+
+from cliplens.serve.app import DEPLOYMENTS, GRPC_SERVICER_FUNCTIONS
+from cliplens.serve.settings import AppSettings
+
+CONFIG = Path(__file__).resolve().parents[2] / "deploy" / "serve_config.yaml"
+
+
+def test_serve_config_is_valid_and_complete() -> None:
+    raw = yaml.safe_load(CONFIG.read_text())
+    schema = ServeDeploySchema.model_validate(raw)
+    assert schema.grpc_options.port == 9000
+    assert raw["grpc_options"]["grpc_servicer_functions"] == GRPC_SERVICER_FUNCTIONS
+    (app,) = raw["applications"]
+    settings = AppSettings.model_validate(app["args"])
+    assert settings.auth.enabled and settings.encoder_batch.max_batch_size == 32
+    by_name = {d["name"]: d for d in app["deployments"]}
+    assert set(by_name) == set(DEPLOYMENTS)
+    for deployment in by_name.values():
+        assert {"num_cpus", "num_gpus"} <= set(deployment["ray_actor_options"])
+        assert "autoscaling_config" in deployment
+    assert by_name["Encoder"]["max_ongoing_requests"] >= settings.encoder_batch.max_batch_size
+
+
+def test_unknown_arguments_are_refused() -> None:
+    with pytest.raises(ValidationError, match="max_batch"):
+        AppSettings.model_validate({"models": ["demo"], "store_uri": "/s", "max_batch": 3})
