@@ -15,6 +15,10 @@ from cliplens.core.errors import CliplensError
 COMMANDS: dict[str, str] = {
     "models": "cliplens.jobs.models_command",
     "probe": "cliplens.jobs.probe_command",
+    "extract": "cliplens.jobs.extract_command",
+    "train-sae": "cliplens.jobs.train_sae_command",
+    "topk": "cliplens.jobs.topk_command",
+    "eval": "cliplens.jobs.eval_command",
     "demo": "cliplens.demo.__main__",
 }
 

@@ -1,41 +1,16 @@
-"""Session-wide real servers for the store tests: one redis-server and one SeaweedFS S3."""
+"""Store tests: the session servers (tests/fixtures_servers.py) and a store fixture over both back ends."""
 
 from __future__ import annotations
 
-import uuid
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
-from cliplens.store import LocalStore, ObjectStore, S3Config, S3Store
-from servers import S3_ACCESS_KEY, S3_SECRET_KEY, RedisServer, SeaweedS3
+from cliplens.store import LocalStore, ObjectStore
+from fixtures_servers import redis_server, s3_config, s3_server, s3_store
 
-
-@pytest.fixture(scope="session")
-def redis_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RedisServer]:
-    server = RedisServer(tmp_path_factory.mktemp("redis"))
-    server.start()
-    yield server
-    server.stop()
-
-
-@pytest.fixture(scope="session")
-def s3_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[SeaweedS3]:
-    server = SeaweedS3(tmp_path_factory.mktemp("seaweed"))
-    server.start()
-    yield server
-    server.stop()
-
-
-@pytest.fixture(scope="session")
-def s3_config(s3_server: SeaweedS3) -> S3Config:
-    return S3Config(s3_server.endpoint, S3_ACCESS_KEY, S3_SECRET_KEY, secure=False, part_size=5 * 1024 * 1024)
-
-
-def s3_store(config: S3Config) -> S3Store:
-    """A store in a fresh bucket, so tests never see each other's objects."""
-    return S3Store(f"t-{uuid.uuid4().hex[:12]}", "data", config)
+# Re-exported: the session fixtures (see tests/fixtures_servers.py) and s3_store for the test modules.
+__all__ = ["redis_server", "s3_config", "s3_server", "s3_store"]
 
 
 @pytest.fixture(params=["local", "s3"])

@@ -1,0 +1,77 @@
+"""``cliplens extract``: images -> activation runs in an object store, on Ray Data (see :mod:`cliplens.jobs.extract`)."""
+
+from __future__ import annotations
+
+import argparse
+
+from cliplens.jobs.extract import ExtractConfig, run_extract
+from cliplens.jobs.ray_cluster import ray_cluster
+from cliplens.store.decoding import DEFAULT_MAX_PIXELS
+from cliplens.store.objects import open_store
+from cliplens.store.readers import FORMATS
+
+HELP = "extract activations of images (parquet, WebDataset, image folder; local or s3://) into runs"
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "inputs", help="parquet file/folder, .tar shard(s) or image folder; a path or s3:// URI"
+    )
+    parser.add_argument(
+        "--format", dest="input_format", choices=FORMATS, help="input format (default: by suffix)"
+    )
+    parser.add_argument("--model", default="demo", help="model id or open_clip architecture (default: demo)")
+    parser.add_argument(
+        "--site",
+        dest="sites",
+        action="append",
+        help="final, resid:L or resid:L:patches; repeat for several (one run each, one forward); default final",
+    )
+    parser.add_argument(
+        "--store", help="output store URI (default: $CLIPLENS_STORE or ~/.cache/cliplens/store)"
+    )
+    parser.add_argument("--dataset-id", help="dataset name recorded in the run id (default: the inputs URI)")
+    parser.add_argument("--rows-per-shard", type=int, default=1024, help="inputs per shard (default: 1024)")
+    parser.add_argument("--batch-size", type=int, default=64, help="images per encoder batch (default: 64)")
+    parser.add_argument("--decode-batch-size", type=int, default=64, help="images per decode task batch")
+    parser.add_argument("--encoders", type=int, default=1, help="encoder actors (default: 1)")
+    parser.add_argument(
+        "--gpus-per-encoder",
+        type=float,
+        help="GPUs per encoder actor (default: 1 when the cluster has GPUs, else 0)",
+    )
+    parser.add_argument("--cpus-per-encoder", type=float, default=1.0, help="CPUs reserved per encoder actor")
+    parser.add_argument(
+        "--torch-threads",
+        type=int,
+        default=0,
+        help="torch threads per CPU encoder (default: cores / encoders)",
+    )
+    parser.add_argument("--dtype", default="fp32", help="encoder dtype: fp32, fp16 or bf16 (stored as fp16)")
+    parser.add_argument("--max-pixels", type=int, default=DEFAULT_MAX_PIXELS, help="skip larger images")
+    parser.add_argument("--address", help="Ray cluster address (default: $RAY_ADDRESS, else a local Ray)")
+
+
+def run(args: argparse.Namespace) -> int:
+    config = ExtractConfig(
+        inputs=args.inputs,
+        model=args.model,
+        sites=tuple(args.sites or ["final"]),
+        input_format=args.input_format,
+        dataset_id=args.dataset_id,
+        rows_per_shard=args.rows_per_shard,
+        batch_size=args.batch_size,
+        decode_batch_size=args.decode_batch_size,
+        encoders=args.encoders,
+        gpus_per_encoder=args.gpus_per_encoder,
+        cpus_per_encoder=args.cpus_per_encoder,
+        torch_threads=args.torch_threads,
+        dtype=args.dtype,
+        max_pixels=args.max_pixels,
+    )
+    store = open_store(args.store)
+    with ray_cluster(args.address):
+        summary = run_extract(config, store)
+    for line in summary.lines():
+        print(f"extract: {line}")
+    return 0

@@ -1,0 +1,31 @@
+"""Helpers of the job tests: CIFAR-10 subsets as parquet and the in-process reference forward."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pyarrow.parquet as pq
+import torch
+from torch import Tensor
+
+from cliplens.core.models import LoadedClip
+from cliplens.core.sites import encode_images
+from cliplens.store.decoding import decode_image
+
+
+def cifar_subset(shared_cifar: Path, directory: Path, rows: int, offset: int = 0) -> Path:
+    """The first ``rows`` test images (after ``offset``) as a parquet file in ``directory``."""
+    path = directory / f"cifar-{offset}-{rows}.parquet"
+    table = pq.read_table(shared_cifar / "cifar10-test.parquet").slice(offset, rows)
+    pq.write_table(table, path)
+    return path
+
+
+@torch.no_grad()
+def reference_activations(clip: LoadedClip, parquet: Path, site: str) -> tuple[list[str], Tensor]:
+    """Keys and ``site`` activations of every image of ``parquet``, from one in-process loop."""
+    table = pq.read_table(parquet, columns=["key", "jpg"])
+    images = [decode_image(data) for data in table.column("jpg").to_pylist()]
+    pixels = torch.stack([clip.preprocess(image) for image in images])  # type: ignore[arg-type]
+    parts = [encode_images(clip.model, pixels[i : i + 64], [site])[site] for i in range(0, len(pixels), 64)]
+    return [str(k) for k in table.column("key").to_pylist()], torch.cat(parts).float()
