@@ -1,0 +1,91 @@
+"""Shared set-up of the serve benchmarks: one local Ray + Serve running the cliplens app on loopback,
+with the demo SAE catalogue and a private redis-server (the same fixtures the serve tests use)."""
+
+from __future__ import annotations
+
+import json
+import os
+import statistics
+import sys
+import tempfile
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parents[1]
+RESULTS = ROOT / "benchmarks" / "results"
+sys.path[:0] = [str(ROOT / "tests"), str(ROOT / "tests" / "serve")]
+
+from demo_index import DemoIndex, build_demo_index  # noqa: E402
+
+from cliplens.core.models import load_clip  # noqa: E402
+from cliplens.serve.app import GRPC_SERVICER_FUNCTIONS, compose  # noqa: E402
+from cliplens.serve.settings import AppSettings  # noqa: E402
+from servers import RedisServer, free_ports  # noqa: E402
+
+APP = "cliplens"
+
+
+@dataclass(frozen=True)
+class Running:
+    address: str
+    index: DemoIndex
+
+
+@contextmanager
+def serve_app(models: list[str], options: dict[str, dict[str, Any]], **args: Any) -> Iterator[Running]:
+    """Start Ray (2 CPUs), Redis and the app; ``args`` go into :class:`AppSettings`."""
+    os.environ.setdefault("RAY_SERVE_THROUGHPUT_OPTIMIZED", "1")
+    import ray
+    from ray import serve
+    from ray.serve.config import gRPCOptions
+
+    with tempfile.TemporaryDirectory() as tmp:
+        redis = RedisServer(Path(tmp) / "redis")
+        (Path(tmp) / "redis").mkdir()
+        redis.start()
+        index = build_demo_index(load_clip("demo", device="cpu"), Path(tmp), redis.url)
+        ray.init(num_cpus=4, include_dashboard=False, log_to_driver=False, configure_logging=False)
+        grpc_port, http_port = free_ports(2)
+        serve.start(
+            http_options={"host": "127.0.0.1", "port": http_port},
+            grpc_options=gRPCOptions(port=grpc_port, grpc_servicer_functions=GRPC_SERVICER_FUNCTIONS),
+        )
+        settings = AppSettings(
+            models=models,
+            store_uri=str(index.store_dir),
+            image_store_uri=str(index.bucket_dir),
+            redis_url=redis.url,
+            **args,
+        )
+        try:
+            serve.run(compose(settings, options), name=APP, route_prefix="/cliplens")
+            yield Running(f"127.0.0.1:{grpc_port}", index)
+        finally:
+            serve.shutdown()
+            ray.shutdown()
+            redis.stop()
+
+
+def percentile(values: list[float], q: float) -> float:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, round(q / 100 * (len(ordered) - 1)))]
+
+
+def summary_ms(values_s: list[float]) -> dict[str, float]:
+    ms = [v * 1000 for v in values_s]
+    return {
+        "n": len(ms),
+        "p50_ms": percentile(ms, 50),
+        "p99_ms": percentile(ms, 99),
+        "mean_ms": statistics.fmean(ms),
+    }
+
+
+def write_results(name: str, payload: dict[str, Any], markdown: str) -> None:
+    RESULTS.mkdir(parents=True, exist_ok=True)
+    (RESULTS / f"{name}.json").write_text(json.dumps(payload, indent=2))
+    (RESULTS / f"{name}.md").write_text(markdown)
+    print(markdown)
