@@ -11,7 +11,7 @@ import numpy as np
 import pyarrow.parquet as pq
 import pytest
 import torch
-from helpers import cifar_subset, reference_activations
+from job_helpers import cifar_subset, reference_activations
 from PIL import Image
 
 from cliplens.cli import main
