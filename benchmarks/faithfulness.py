@@ -107,6 +107,7 @@ def main() -> None:
     clip = load_clip(args.model, device=args.device)
     train, test, source = load_splits(args.train, args.test)
     site = Site.parse(args.site)
+    torch.manual_seed(args.seed)
     rows = activations(clip, train, str(site))
     sae = build_sae(
         TopKConfig(
@@ -152,7 +153,7 @@ def main() -> None:
     table = faithfulness_table(report)
     (RESULTS / f"{stem}.md").write_text(
         f"# Faithfulness of latent rankings ({title})\n\n"
-        f"Command: `.venv/bin/python benchmarks/faithfulness.py {' '.join(sys.argv[1:])}` (data: {source}; "
+        f"Command: `{' '.join(['.venv/bin/python', 'benchmarks/faithfulness.py', *sys.argv[1:]])}` (data: {source}; "
         f"{len(train.keys)} training images for the SAE).\n\n"
         f"SAE on test activations: L0 {metrics.l0:.1f}, R² {metrics.r2:.4f}, dead {metrics.dead_fraction:.3f}; "
         f"zero-shot accuracy {accuracy:.4f} (CLIP) / {accuracy_sae:.4f} (CLIP+SAE).\n\n"
