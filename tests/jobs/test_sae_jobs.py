@@ -1,0 +1,145 @@
+"""train-sae, topk (store + Redis, rebuild), eval and latent purity on the demo model and CIFAR-10."""
+
+from __future__ import annotations
+
+from collections import Counter
+from pathlib import Path
+
+import pytest
+import redis
+import torch
+from job_helpers import cifar_subset
+
+from cliplens.cli import main
+from cliplens.core.sae import TopKConfig, build_sae
+from cliplens.jobs.extract import ExtractConfig, run_extract
+from cliplens.jobs.topk import compute_topk
+from cliplens.store import ActivationRun, LocalStore, TopKCache, load_sae_from_store, read_topk_results
+from servers import RedisServer, free_ports
+
+IMAGES, K = 2000, 16
+
+
+@pytest.fixture(scope="module")
+def trained(
+    ray_session: None, shared_cifar: Path, tmp_path_factory: pytest.TempPathFactory
+) -> tuple[LocalStore, str]:
+    """The demo model's final embeddings of 2,000 CIFAR-10 test images and a TopK SAE trained on them."""
+    directory = tmp_path_factory.mktemp("sae-jobs")
+    store = LocalStore(directory / "store")
+    parquet = cifar_subset(shared_cifar, directory, IMAGES)
+    summary = run_extract(ExtractConfig(inputs=str(parquet), rows_per_shard=512, batch_size=128), store)
+    run_id = summary.runs["final"]
+    args = ["train-sae", "--store", store.uri, "--run", run_id, "--sae-id", "demo-topk", "--expansion", "4"]
+    args += ["--k", "8", "--epochs", "20", "--batch-size", "128", "--warmup-steps", "20", "--device", "cpu"]
+    assert main(args) == 0
+    return store, run_id
+
+
+def test_train_sae_writes_the_catalog_entry(trained: tuple[LocalStore, str]) -> None:
+    store, run_id = trained
+    checkpoint = load_sae_from_store(store, "demo-topk")
+    assert checkpoint.sae.cfg.dataset_id == run_id and checkpoint.sae.cfg.d_sae == 512
+    assert checkpoint.metrics["rows"] == IMAGES and checkpoint.metrics["r2"] > 0.5
+
+
+def test_train_sae_rejects_a_flag_of_another_architecture(
+    trained: tuple[LocalStore, str], capsys: pytest.CaptureFixture[str]
+) -> None:
+    store, run_id = trained
+    assert main(["train-sae", "--store", store.uri, "--run", run_id, "--arch", "relu", "--k", "8"]) == 2
+    assert "--k do(es) not apply to SAE architecture 'relu'" in capsys.readouterr().err
+
+
+def test_topk_in_redis_equals_brute_force_and_survives_a_rebuild(
+    trained: tuple[LocalStore, str], redis_server: RedisServer, capsys: pytest.CaptureFixture[str]
+) -> None:
+    store, run_id = trained
+    topk = ["topk", "--store", store.uri, "--sae", "demo-topk", "-k", str(K), "--redis-url", redis_server.url]
+    assert main(topk) == 0
+    run = ActivationRun(store, run_id)
+    sae = load_sae_from_store(store, "demo-topk").sae
+    with torch.no_grad():
+        z = sae.encode(run.load_all().float())
+    keys = run.keys()
+    cache = TopKCache(redis_server.url, k=K)
+
+    def check() -> None:
+        for latent in range(0, sae.cfg.d_sae, 7):
+            values, rows = z[:, latent].topk(K)
+            expected = [(keys[r], v) for r, v in zip(rows.tolist(), values.tolist(), strict=True) if v > 0]
+            got = cache.top("demo-topk", latent)
+            assert got is not None
+            assert [e.key for e in got] == [key for key, _ in expected]
+            assert [e.activation for e in got] == pytest.approx([v for _, v in expected], rel=1e-5, abs=1e-6)
+            stats = cache.stats("demo-topk", latent)
+            assert stats is not None and stats.fires == int((z[:, latent] > 0).sum())
+            assert sum(stats.histogram_counts) == stats.fires
+
+    check()
+    redis.Redis.from_url(redis_server.url).flushall()
+    assert cache.top("demo-topk", 0) is None
+    assert main([*topk, "--rebuild-cache"]) == 0
+    check()
+    capsys.readouterr()
+
+
+def test_topk_without_redis_still_writes_the_store(
+    trained: tuple[LocalStore, str], capsys: pytest.CaptureFixture[str]
+) -> None:
+    store, run_id = trained
+    down = f"redis://127.0.0.1:{free_ports(1)[0]}/0"
+    assert main(["topk", "--store", store.uri, "--sae", "demo-topk", "-k", "4", "--redis-url", down]) == 0
+    assert "Redis is unavailable" in capsys.readouterr().err
+    assert {row.rank for row in read_topk_results(store, run_id, "demo-topk")} == set(range(4))
+
+
+def purity(run: ActivationRun, rows: list[tuple[int, str | None]]) -> float:
+    """Mean over latents with ``K`` top inputs of the share of them carrying the latent's commonest label."""
+    by_latent: dict[int, list[str | None]] = {}
+    for latent, label in rows:
+        by_latent.setdefault(latent, []).append(label)
+    full = [labels for labels in by_latent.values() if len(labels) == K]
+    assert len(full) > 20
+    return sum(Counter(labels).most_common(1)[0][1] / K for labels in full) / len(full)
+
+
+def test_most_latents_top_inputs_share_a_class(trained: tuple[LocalStore, str]) -> None:
+    """Trained latents are mostly class-pure. An untrained SAE scores about as high here (0.58 both,
+    measured): the demo model's final embeddings cluster by class, so the extremes of any direction
+    do too; the margin the issue asks for is not asserted (see the job report)."""
+    store, run_id = trained
+    run = ActivationRun(store, run_id)
+    sae = load_sae_from_store(store, "demo-topk").sae
+    torch.manual_seed(0)
+    random_sae = build_sae(TopKConfig(d_in=sae.cfg.d_in, d_sae=sae.cfg.d_sae, k=8))
+    scores = {}
+    for name, model in (("trained", sae), ("random", random_sae)):
+        (result,) = compute_topk(run, model, name, K)
+        scores[name] = purity(run, [(row.latent, row.label) for row in result.rows])
+    print(f"mean top-{K} purity: trained {scores['trained']:.3f}, random {scores['random']:.3f}")
+    assert scores["trained"] > 0.5
+
+
+def test_eval_prints_zero_shot_and_faithfulness_tables(
+    trained: tuple[LocalStore, str], shared_cifar: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    store, _ = trained
+    assert main(["eval", "--store", store.uri, "--sae", "demo-topk", "--device", "cpu"]) == 0
+    from_run = capsys.readouterr().out
+    assert "| demo-topk |" in from_run and f"({IMAGES} images, 10 classes)" in from_run
+    data = cifar_subset(shared_cifar, tmp_path, 64, offset=5000)
+    args = [
+        "eval",
+        "--store",
+        store.uri,
+        "--sae",
+        "demo-topk",
+        "--data",
+        str(data),
+        "--faithfulness-images",
+        "8",
+    ]
+    assert main([*args, "--device", "cpu"]) == 0
+    out = capsys.readouterr().out
+    assert "| demo-topk |" in out and "## Faithfulness (8 images)" in out and "| attribution |" in out
