@@ -5,8 +5,11 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 PYTEST_ARGS ?=
+GO ?= $(shell command -v go || echo /usr/local/go/bin/go)
+HELM_VERSION := v3.21.4
+HELM := .tools/bin/helm
 
-.PHONY: help venv servers demo test lint format stubs clean
+.PHONY: help venv servers helm demo test lint format stubs clean
 
 help:  ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-10s %s\n", $$1, $$2}'
@@ -25,10 +28,16 @@ servers:  ## install redis-server when missing (the S3 test server, SeaweedFS, c
 	  SUDO=$$( [ "$$(id -u)" = 0 ] || echo sudo ); \
 	  $$SUDO apt-get update -qq && $$SUDO apt-get install -y -qq redis-server >/dev/null; }
 
+helm:  ## build the pinned helm into .tools/bin for the chart tests (skipped when that version is there)
+	@$(HELM) version --template '{{.Version}}' 2>/dev/null | grep -qx '$(HELM_VERSION)' || { \
+	  echo "building helm $(HELM_VERSION) (a few minutes, once)"; \
+	  GOBIN=$(CURDIR)/.tools/bin $(GO) install -ldflags '-X helm.sh/helm/v3/internal/version.version=$(HELM_VERSION)' \
+	    helm.sh/helm/v3/cmd/helm@$(HELM_VERSION); }
+
 demo: venv  ## set up, then run the main job offline on the demo model
 	$(PY) -m cliplens.demo
 
-test: venv servers  ## set up, then run the whole test suite
+test: venv servers helm  ## set up, then run the whole test suite
 	$(PY) -m pytest $(PYTEST_ARGS)
 
 lint: venv  ## ruff (lint + format check) and mypy
