@@ -2,30 +2,20 @@
 
 from __future__ import annotations
 
-import json
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 import torch
 
-from cliplens.core.models import LoadedClip, ModelSpec, load_clip
+from cliplens.core.models import LoadedClip, load_clip
+from tiny_models import tiny_spec
+
+# Real redis-server and SeaweedFS (S3) session fixtures, shared by every test folder.
+pytest_plugins = ["fixtures_servers"]
 
 ROOT = Path(__file__).resolve().parents[1]
 SHARED_CIFAR = ROOT.parent / "shared" / "data" / "cifar10"
-
-TINY_VIT = {
-    "embed_dim": 32,
-    "vision_cfg": {"image_size": 32, "layers": 2, "width": 64, "head_width": 16, "patch_size": 8},
-    "text_cfg": {"context_length": 16, "vocab_size": 49408, "width": 32, "heads": 2, "layers": 1},
-}
-
-
-def tiny_spec(directory: Path, name: str = "cliplens-test-tiny-vit", cfg: dict | None = None) -> ModelSpec:
-    """Write an open_clip config for a tiny ViT CLIP and return a spec with random weights."""
-    path = directory / f"{name}.json"
-    path.write_text(json.dumps(cfg or TINY_VIT))
-    return ModelSpec(id=name, arch=name, config=str(path))
 
 
 @pytest.fixture(scope="session")

@@ -12,7 +12,7 @@ from safetensors.torch import save_file
 
 from cliplens.core.errors import NotFoundError, UnknownArchitectureError, WeightsNotFoundError
 from cliplens.core.models import ASSETS_DIR, LoadedClip, ModelRegistry, ModelSpec, load_clip
-from conftest import tiny_spec
+from tiny_models import tiny_spec
 
 
 def _images(n: int = 2, size: int = 32) -> torch.Tensor:

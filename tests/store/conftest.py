@@ -1,4 +1,4 @@
-"""Store tests: the session servers (tests/fixtures_servers.py) and a store fixture over both back ends."""
+"""Store tests: a store fixture over both back ends (the servers come from tests/fixtures_servers.py)."""
 
 from __future__ import annotations
 
@@ -7,10 +7,7 @@ from pathlib import Path
 import pytest
 
 from cliplens.store import LocalStore, ObjectStore
-from fixtures_servers import redis_server, s3_config, s3_server, s3_store
-
-# Re-exported: the session fixtures (see tests/fixtures_servers.py) and s3_store for the test modules.
-__all__ = ["redis_server", "s3_config", "s3_server", "s3_store"]
+from fixtures_servers import s3_store
 
 
 @pytest.fixture(params=["local", "s3"])

@@ -24,7 +24,7 @@ from cliplens.store import (
     read_parquet,
     read_webdataset,
 )
-from conftest import s3_store
+from fixtures_servers import s3_store
 
 
 def encode(image: Image.Image, fmt: str, **params: object) -> bytes:

@@ -20,7 +20,7 @@ from cliplens.store import (
     run_id,
 )
 from cliplens.store.runs import run_prefix, shard_stem
-from conftest import s3_store
+from fixtures_servers import s3_store
 
 KEYS = tuple(f"img_{i:03d}" for i in range(23))
 SKIPPED = {"img_004": "not an image", "img_017": "truncated"}
