@@ -48,11 +48,11 @@ class ScriptedModelService(models_pb2_grpc.ModelServiceServicer):
             context.add_callback(finished.set)
             finished.wait(timeout=60)
 
-    def ListModels(self, request: models_pb2.ListModelsRequest, context: grpc.ServicerContext) -> Any:  # noqa: N802 (rpc name)
+    def ListModels(self, request: models_pb2.ListModelsRequest, context: grpc.ServicerContext) -> Any:
         self._enter(context)
         return models_pb2.ListModelsResponse(models=[DEMO_MODEL])
 
-    def ListSaes(self, request: models_pb2.ListSaesRequest, context: grpc.ServicerContext) -> Any:  # noqa: N802 (rpc name)
+    def ListSaes(self, request: models_pb2.ListSaesRequest, context: grpc.ServicerContext) -> Any:
         self._enter(context)
         return models_pb2.ListSaesResponse(saes=[DEMO_SAE] if request.model_id in ("", "demo") else [])
 

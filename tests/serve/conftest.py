@@ -4,40 +4,16 @@
 from __future__ import annotations
 
 from collections.abc import Iterator
-from dataclasses import dataclass
-from pathlib import Path
 
 import pytest
-from demo_index import DemoIndex, build_demo_index
+from demo_index import build_demo_index
+from serve_setup import APP, AUTH_APP, TEST_OPTIONS, TOKEN, ServeApp
 
 from cliplens.core.models import LoadedClip
 from cliplens.serve.app import DEPLOYMENTS, GRPC_SERVICER_FUNCTIONS, compose
 from cliplens.serve.settings import AppSettings
-from cliplens_client import Client, RetryPolicy
+from cliplens_client import Client
 from servers import RedisServer, free_ports
-
-APP = "cliplens"
-AUTH_APP = "cliplens-auth"
-TOKEN = "serve-test-token"
-SMALL = {"num_cpus": 0.2, "num_gpus": 0}
-TEST_OPTIONS = {
-    "CliplensIngress": {"ray_actor_options": SMALL},
-    "Encoder": {"ray_actor_options": SMALL},
-    "SaeRunner": {"ray_actor_options": SMALL},
-    "Attributor": {"ray_actor_options": SMALL},
-}
-
-
-@dataclass(frozen=True)
-class ServeApp:
-    address: str
-    http_port: int
-    index: DemoIndex
-    redis: RedisServer
-    settings: AppSettings
-
-    def client(self, app: str = APP, token: str | None = None, retry: RetryPolicy | None = None) -> Client:
-        return Client(self.address, app=app, token=token, timeout=120, retry=retry)
 
 
 @pytest.fixture(scope="session")
@@ -102,9 +78,3 @@ def serve_app(
 def client(serve_app: ServeApp) -> Iterator[Client]:
     with serve_app.client() as c:
         yield c
-
-
-def image_path(tmp_path: Path, data: bytes) -> Path:
-    path = tmp_path / "image.jpg"
-    path.write_bytes(data)
-    return path

@@ -9,6 +9,7 @@ from concurrent.futures import ThreadPoolExecutor
 import grpc
 import pytest
 from demo_index import FINAL_SAE
+from serve_setup import APP, AUTH_APP, TOKEN, ServeApp
 
 from cliplens_client import (
     AuthenticationError,
@@ -27,7 +28,6 @@ from cliplens_client.v1 import (
     encoder_pb2,
     encoder_pb2_grpc,
 )
-from conftest import APP, AUTH_APP, TOKEN, ServeApp
 
 
 @pytest.fixture(scope="module")

@@ -6,8 +6,7 @@ import grpc
 import pytest
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha.proto_reflection_descriptor_database import ProtoReflectionDescriptorDatabase
-
-from conftest import APP, ServeApp
+from serve_setup import APP, ServeApp
 
 
 def test_health_check_serving(serve_app: ServeApp) -> None:

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import ray
 from demo_index import FINAL_SAE
+from serve_setup import APP, ServeApp
 
 from cliplens_client import Client, RetryPolicy
-from conftest import APP, ServeApp
 
 
 def test_top_activations_fall_back_to_the_store_when_redis_is_down(

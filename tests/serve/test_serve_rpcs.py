@@ -5,10 +5,10 @@ from __future__ import annotations
 import numpy as np
 import pytest
 from demo_index import FINAL_SAE, PATCH_SAE, RUN_ID
+from serve_setup import ServeApp
 
 from cliplens.core.models import LoadedClip
 from cliplens_client import Client, LatentEdit, ObjectKey
-from conftest import ServeApp
 
 
 def test_list_models_reports_the_demo_model(client: Client) -> None:

@@ -1,0 +1,41 @@
+"""Names and types shared by the serve tests and their fixtures (tests/serve/conftest.py)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+from demo_index import DemoIndex
+
+from cliplens.serve.settings import AppSettings
+from cliplens_client import Client, RetryPolicy
+from servers import RedisServer
+
+APP = "cliplens"
+AUTH_APP = "cliplens-auth"
+TOKEN = "serve-test-token"
+SMALL = {"num_cpus": 0.2, "num_gpus": 0}
+TEST_OPTIONS = {
+    "CliplensIngress": {"ray_actor_options": SMALL},
+    "Encoder": {"ray_actor_options": SMALL},
+    "SaeRunner": {"ray_actor_options": SMALL},
+    "Attributor": {"ray_actor_options": SMALL},
+}
+
+
+@dataclass(frozen=True)
+class ServeApp:
+    address: str
+    http_port: int
+    index: DemoIndex
+    redis: RedisServer
+    settings: AppSettings
+
+    def client(self, app: str = APP, token: str | None = None, retry: RetryPolicy | None = None) -> Client:
+        return Client(self.address, app=app, token=token, timeout=120, retry=retry)
+
+
+def image_path(tmp_path: Path, data: bytes) -> Path:
+    path = tmp_path / "image.jpg"
+    path.write_bytes(data)
+    return path
