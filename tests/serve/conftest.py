@@ -7,7 +7,7 @@ from collections.abc import Iterator
 
 import pytest
 from demo_index import build_demo_index
-from serve_setup import APP, AUTH_APP, TEST_OPTIONS, TOKEN, ServeApp
+from serve_setup import APP, AUTH_APP, SMALL, TEST_OPTIONS, TOKEN, ServeApp
 
 from cliplens.core.models import LoadedClip
 from cliplens.serve.app import DEPLOYMENTS, GRPC_SERVICER_FUNCTIONS, compose
