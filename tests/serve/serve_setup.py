@@ -7,9 +7,9 @@ from pathlib import Path
 
 from demo_index import DemoIndex
 
+from cliplens.demo.local_stack import RedisServer
 from cliplens.serve.settings import AppSettings
 from cliplens_client import Client, RetryPolicy
-from servers import RedisServer
 
 APP = "cliplens"
 AUTH_APP = "cliplens-auth"

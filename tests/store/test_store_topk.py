@@ -10,6 +10,7 @@ import redis
 import torch
 
 from cliplens.core.errors import InvalidInputError
+from cliplens.demo.local_stack import RedisServer
 from cliplens.store import (
     LatentStats,
     LocalStore,
@@ -20,7 +21,6 @@ from cliplens.store import (
     read_topk_results,
     write_topk_results,
 )
-from servers import RedisServer
 
 K, D_SAE, ROWS = 5, 12, 90
 KEYS = [f"img_{i:03d}" for i in range(ROWS)]

@@ -1,4 +1,5 @@
-"""Real servers for tests: redis-server and SeaweedFS (S3) on free loopback ports in temp dirs."""
+"""Local server processes for the demo and the tests: redis-server and SeaweedFS (an S3 server standing
+in for MinIO), each on free loopback ports in a directory of its own."""
 
 from __future__ import annotations
 
@@ -18,8 +19,8 @@ import urllib3
 from minio import Minio
 
 WEED = Path(sys.executable).parent / "weed"
-S3_ACCESS_KEY = "cliplens-test"
-S3_SECRET_KEY = "cliplens-test-secret"
+S3_ACCESS_KEY = "cliplens-local"
+S3_SECRET_KEY = "cliplens-local-secret"
 
 
 def free_ports(n: int) -> list[int]:
