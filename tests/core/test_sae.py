@@ -84,10 +84,12 @@ def test_batchtopk_inference_is_independent_of_batch() -> None:
     assert float(sae.threshold) > 0
     alone = sae.encode(data[:1])
     with_others = sae.encode(torch.cat([data[:1], data[100:300] * 5.0]))[:1]
-    assert torch.equal(alone, with_others)
+    # Same active latents and values (up to the float rounding of a different matmul shape).
+    assert torch.equal(alone != 0, with_others != 0)
+    assert torch.allclose(alone, with_others, atol=1e-5)
     sae.train()
     trained_mode = sae.encode(torch.cat([data[:1], data[100:300] * 5.0]))[:1]
-    assert not torch.equal(alone, trained_mode)  # training mode really is batch-level top-k
+    assert not torch.equal(alone != 0, trained_mode != 0)  # training mode really is batch-level top-k
 
 
 def test_matryoshka_prefixes_reconstruct() -> None:
