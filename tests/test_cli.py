@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import subprocess
+import sys
+from pathlib import Path
+
 import pytest
 
 from cliplens.cli import COMMANDS, build_parser, main
@@ -21,13 +25,22 @@ def test_models_lists_the_demo(capsys: pytest.CaptureFixture[str]) -> None:
     assert "demo" in out and "Not OpenAI or LAION" in out
 
 
-def test_demo_quickstart_runs(capsys: pytest.CaptureFixture[str]) -> None:
-    assert main(["demo", "--limit", "300", "--epochs", "3", "--device", "cpu"]) == 0
-    out = capsys.readouterr().out
-    assert "zero-shot top-1 on 300 CIFAR-10 test images" in out
-    assert "CLIP / CLIP+SAE" in out
+def test_demo_runs_end_to_end(tmp_path: Path) -> None:
+    """`make demo`'s job in a subprocess (it starts its own Ray, Redis and S3 server, then stops them)."""
+    result = subprocess.run(
+        [sys.executable, "-m", "cliplens.demo", "--out", str(tmp_path), "--epochs", "3", "--device", "cpu"],
+        capture_output=True,
+        text=True,
+        timeout=900,
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    out = result.stdout
+    assert "zero-shot top-1 of the demo model on 2000 CIFAR-10 test images" in out
+    assert "CLIP / CLIP+SAE" in out and "client: image" in out
+    report = (tmp_path / "report.html").read_text()
+    assert report.count("data:image/png;base64,") >= 3 and "Latent attribution" in report
 
 
-def test_errors_are_reported_not_raised(capsys: pytest.CaptureFixture[str]) -> None:
-    assert main(["demo", "--model", "no-such-model", "--limit", "10"]) == 2
-    assert "unknown model 'no-such-model': not a registered model id (demo" in capsys.readouterr().err
+def test_errors_are_reported_not_raised(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["topk", "--sae", "absent", "--store", str(tmp_path)]) == 2
+    assert "unknown SAE id 'absent'" in capsys.readouterr().err

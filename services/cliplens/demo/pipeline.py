@@ -121,6 +121,16 @@ def build_index(store: ObjectStore, redis_url: str | None, epochs: int) -> None:
         print("topk: stored and loaded into Redis")
 
 
+def class_label(label: str | None) -> str:
+    """CIFAR-10 class name of a stored label (the sample stores class indices)."""
+    names = class_names()
+    return (
+        names[int(label)]
+        if label is not None and label.isdigit() and int(label) < len(names)
+        else label or "?"
+    )
+
+
 def sample_images() -> dict[str, tuple[Image.Image, bytes, str]]:
     table = pq.read_table(SAMPLE_PARQUET, columns=["key", "jpg", "label"]).to_pylist()
     names = class_names()
@@ -175,11 +185,11 @@ def query_and_report(address: str, out: Path) -> Path:
         leaders = ", ".join(f"#{lat.latent} {lat.attribution:+.3f}" for lat in a.latents[:4])
         print(f"  {a.text:<28} score {a.score:+.4f}  error share {a.error_share:+.3f}  top latents {leaders}")
     for panel in panels:
-        labels = ", ".join(lbl.text for lbl in panel.info.labels) or "unlabelled"
-        classes = ", ".join(i.label or "?" for i in panel.top.inputs[:8])
+        labels = ", ".join(lbl.text for lbl in panel.info.labels[:3]) or "unlabelled"
+        classes = ", ".join(class_label(i.label) for i in panel.top.inputs[:8])
         print(f"  latent #{panel.info.latent} [{labels}] top images ({panel.top.source}): {classes}")
     report = out / "report.html"
-    report.write_text(render_report(image, label, attributions, decomposition, panels, SAE_ID))
+    report.write_text(render_report(image, label, attributions, decomposition, panels, SAE_ID, class_label))
     return report
 
 

@@ -6,7 +6,7 @@ from __future__ import annotations
 import base64
 import html
 import io
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -58,6 +58,7 @@ def render_report(
     decomposition: Decomposition,
     panels: list[LatentPanel],
     sae_id: str,
+    class_label: Callable[[str | None], str],
 ) -> str:
     esc = html.escape
     rows = "".join(
@@ -73,10 +74,10 @@ def render_report(
     heat = decomposition.patch_heatmap
     heat_img = heatmap_overlay(image, np.asarray(heat)) if heat is not None else image.resize((192, 192))
     latent_html = "".join(
-        f"<h3>latent #{p.info.latent}: {esc(', '.join(lbl.text for lbl in p.info.labels) or 'unlabelled')}</h3>"
+        f"<h3>latent #{p.info.latent}: {esc(', '.join(lbl.text for lbl in p.info.labels[:3]) or 'unlabelled')}</h3>"
         f"<p>firing rate {p.info.firing_rate:.3f}; top inputs served from {esc(p.top.source)}"
         f"{' (degraded)' if p.top.degraded else ''}: "
-        + esc(", ".join(f"{i.label or '?'} {i.activation:.2f}" for i in p.top.inputs[:8]))
+        + esc(", ".join(f"{class_label(i.label)} {i.activation:.2f}" for i in p.top.inputs[:8]))
         + f"</p><img src='{png_data_uri(collage(p.images))}'>"
         for p in panels
     )
