@@ -67,9 +67,15 @@ def zero_shot_logits(
     out = []
     for start in range(0, images.shape[0], batch_size):
         batch = images[start : start + batch_size].to(clip.device, clip.dtype)
-        embedding = encode_images(clip.model, batch, edits=edits).embedding
-        out.append(F.normalize(embedding.float(), dim=-1) @ classifier.to(embedding.device).T)
+        out.append(classify_embeddings(encode_images(clip.model, batch, edits=edits).embedding, classifier))
     return torch.cat(out)
+
+
+def classify_embeddings(
+    embeddings: Float[Tensor, "batch d_embed"], classifier: Float[Tensor, "n_classes d_embed"]
+) -> Float[Tensor, "batch n_classes"]:
+    """Cosine similarities of (unnormalised) image embeddings to unit-norm class embeddings."""
+    return F.normalize(embeddings.float(), dim=-1) @ classifier.to(embeddings.device).T
 
 
 def zero_shot_accuracy(
