@@ -141,7 +141,7 @@ def test_bad_configs_raise_clear_errors() -> None:
     with pytest.raises(InvalidInputError, match="bad fields.*l1_coeff"):
         make_config("topk", d_in=4, d_sae=8, l1_coeff=1.0)
     with pytest.raises(InvalidInputError, match="prefixes"):
-        make_config("matryoshka", d_in=4, d_sae=8, prefixes=(4, 6))
+        make_config("matryoshka", d_in=4, d_sae=8, k=2, prefixes=(4, 6))
 
 
 def test_dimension_mismatch_is_named(tiny_clip: LoadedClip) -> None:
