@@ -17,7 +17,7 @@ from job_helpers import cifar_subset
 from cliplens.cli import main
 from cliplens.store import ActivationRun, LocalStore
 
-ROWS, PER_SHARD = 96, 16
+ROWS, PER_SHARD = 256, 16
 
 
 def done_shards(store: Path) -> list[Path]:
