@@ -26,7 +26,7 @@ from cliplens.core.errors import InvalidInputError, NotFoundError, ShapeMismatch
 from cliplens.core.models import ASSETS_DIR, LoadedClip
 from cliplens.core.sae import Sae
 from cliplens.core.sites import encode_images
-from cliplens.core.zeroshot import check_sae_fits
+from cliplens.core.zeroshot import check_sae_fits, embed_texts
 
 VOCABULARY_DIR = ASSETS_DIR / "vocabulary"
 VOCABULARY_FILES: dict[str, Path] = {
@@ -60,25 +60,6 @@ def check_labels(labels: Sequence[str]) -> list[str]:
 
 
 @torch.no_grad()
-def embed_texts(
-    clip: LoadedClip, labels: Sequence[str], templates: Sequence[str] = PLAIN_TEMPLATE, batch_size: int = 512
-) -> Float[Tensor, "n_labels d_embed"]:
-    """Unit-norm embedding of each label: the normalised mean of its normalised prompt embeddings.
-
-    Prompts are encoded in batches (one forward pass per ``batch_size`` prompts), so large
-    vocabularies are cheap; blank labels are allowed here (the empty prompt is one).
-    """
-    if not labels or not templates:
-        raise InvalidInputError("embed_texts needs at least one label and one template")
-    prompts = [template.format(label) for label in labels for template in templates]
-    chunks = [
-        F.normalize(clip.encode_texts(prompts[i : i + batch_size]).float(), dim=-1)
-        for i in range(0, len(prompts), batch_size)
-    ]
-    per_prompt = torch.cat(chunks).view(len(labels), len(templates), -1)
-    return F.normalize(per_prompt.mean(1), dim=-1)
-
-
 @dataclass(frozen=True)
 class Vocabulary:
     """Labels with their unit-norm text embeddings and that of the empty prompt (same templates)."""

@@ -13,7 +13,7 @@ from torch import Tensor
 
 from cliplens.core.errors import InvalidInputError, ShapeMismatchError
 from cliplens.core.models import LoadedClip
-from cliplens.core.prompts import PHOTO_TEMPLATES, fill_templates
+from cliplens.core.prompts import PHOTO_TEMPLATES
 from cliplens.core.sae import Sae
 from cliplens.core.sites import Site, SiteEdit, encode_images
 
@@ -25,11 +25,26 @@ def text_classifier(
     """Unit-norm class embeddings: the mean of each class's normalised prompt embeddings."""
     if not class_names:
         raise InvalidInputError("class_names must not be empty")
-    rows = []
-    for name in class_names:
-        embeddings = F.normalize(clip.encode_texts(fill_templates(name, tuple(templates))).float(), dim=-1)
-        rows.append(F.normalize(embeddings.mean(0), dim=-1))
-    return torch.stack(rows)
+    return embed_texts(clip, class_names, templates)
+
+
+def embed_texts(
+    clip: LoadedClip, labels: Sequence[str], templates: Sequence[str] = ("{}",), batch_size: int = 512
+) -> Float[Tensor, "n_labels d_embed"]:
+    """Unit-norm embedding of each label: the normalised mean of its normalised prompt embeddings.
+
+    Prompts are encoded in batches (one forward pass per ``batch_size`` prompts), so large
+    vocabularies are cheap; blank labels are allowed here (the empty prompt is one).
+    """
+    if not labels or not templates:
+        raise InvalidInputError("embed_texts needs at least one label and one template")
+    prompts = [template.format(label) for label in labels for template in templates]
+    chunks = [
+        F.normalize(clip.encode_texts(prompts[i : i + batch_size]).float(), dim=-1)
+        for i in range(0, len(prompts), batch_size)
+    ]
+    per_prompt = torch.cat(chunks).view(len(labels), len(templates), -1)
+    return F.normalize(per_prompt.mean(1), dim=-1)
 
 
 def check_sae_fits(sae: Sae, clip: LoadedClip) -> Site:
