@@ -2,11 +2,12 @@
 
 Pipeline: ``run_extract`` (read parquet, Ray Data decode + preprocess tasks, encoder actor, fp16
 shards written to S3: a SeaweedFS server started here on loopback), a fresh store prefix per run.
-Its images/s are ``summary.rows / summary.seconds``: from the pipeline's start (after the driver
-read the inputs and loaded its model) to the last manifest committed; Ray start-up is excluded and
-the wall time of the whole ``run_extract`` call (model load included) is reported beside it.
-In-process: ``serve_encoder.in_process``, one loop that decodes (PIL), preprocesses and encodes.
-Target: pipeline / in-process >= 0.85. Writes ``benchmarks/results/extract_throughput.{md,json}``.
+Two pipeline rates: steady state (``summary.steady_rows_per_s``: the rows after the first encoded
+batch reached the driver, up to the last manifest committed) and overall (``summary.rows /
+summary.seconds``: from the pipeline's start, so worker and actor start-up, model load and warm-up
+included). In-process: ``serve_encoder.in_process``, one loop that decodes (PIL), preprocesses and
+encodes, timed after its model load and a warm-up image, so the steady-state rate is the like for
+like comparison. Target: steady pipeline / in-process >= 0.85; both ratios are reported. Writes ``benchmarks/results/extract_throughput.{md,json}``.
 
 Run: ``.venv/bin/python benchmarks/extract_throughput.py``
 """
@@ -25,7 +26,6 @@ import pyarrow.parquet as pq
 import ray
 
 from cliplens.demo.local_stack import S3_ACCESS_KEY, S3_SECRET_KEY, SeaweedS3
-from cliplens.demo.sample import SAMPLE_PARQUET
 from cliplens.jobs.extract import ExtractConfig, run_extract
 from cliplens.store import open_store
 from serve_common import write_results
@@ -47,17 +47,19 @@ def measure(model_id: str, source: Path, count: int, batch: int, workdir: Path) 
     wall = time.perf_counter() - start
     print("\n".join(f"{model_id}: {line}" for line in summary.lines()))
     return {"model": model_id, "images": summary.rows, "batch_size": batch,
+            "steady_images_per_s": summary.steady_rows_per_s, "startup_seconds": summary.startup_seconds,
             "pipeline_images_per_s": summary.rows_per_s, "pipeline_seconds": summary.seconds,
             "run_extract_wall_seconds": wall, "in_process_images_per_s": baseline,
-            "ratio": summary.rows_per_s / baseline}  # fmt: skip
+            "ratio": summary.steady_rows_per_s / baseline,
+            "overall_ratio": summary.rows_per_s / baseline}  # fmt: skip
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument(
-        "--images-vit", type=int, default=256, help="ViT-B-32 (random weights), CIFAR-10 test"
+        "--images-vit", type=int, default=1024, help="ViT-B-32 (random weights), CIFAR-10 test"
     )
-    parser.add_argument("--images-demo", type=int, default=2000, help="demo model, the shipped sample")
+    parser.add_argument("--images-demo", type=int, default=10000, help="demo model, CIFAR-10 test")
     parser.add_argument("--batch-size", type=int, default=64)
     args = parser.parse_args()
     with tempfile.TemporaryDirectory(prefix="cliplens-extract-bench-") as tmp:
@@ -70,7 +72,7 @@ def main() -> None:
         try:
             rows = [
                 measure("ViT-B-32", CIFAR10_TEST, args.images_vit, args.batch_size, Path(tmp)),
-                measure("demo", SAMPLE_PARQUET, args.images_demo, args.batch_size, Path(tmp)),
+                measure("demo", CIFAR10_TEST, args.images_demo, args.batch_size, Path(tmp)),
             ]
             load = os.getloadavg()
         finally:
@@ -81,18 +83,22 @@ def main() -> None:
         "",
         "Pipeline: `run_extract` on a parquet of CIFAR-10 JPEGs (32 px): Ray Data decode + preprocess "
         "tasks, one encoder actor, `final` embeddings written as fp16 shards to S3 (a SeaweedFS server on "
-        "loopback), a fresh store prefix per run. Pipeline images/s = `summary.rows / summary.seconds` "
-        "(pipeline start to last manifest committed; Ray start-up and the driver's input read and model "
-        "load excluded, the encoder actor's start-up included). In-process: one loop in the driver that "
-        "decodes (PIL) the same JPEG bytes, preprocesses and encodes with the same model and batch size, "
-        "after a one-image warm-up. ViT-B-32 has random weights (224 px).",
+        "loopback), a fresh store prefix per run. Steady images/s = the rows after the first encoded "
+        "batch reached the driver, over the time from then to the last manifest committed (reading, "
+        "decoding, encoding and writing all included). Overall images/s = all rows over the time from "
+        "the pipeline's start, so the one-off start-up (worker processes, the encoder actor's model load "
+        "and first-batch warm-up) is in it. In-process: one loop in the driver that decodes (PIL) the same "
+        "JPEG bytes, preprocesses and encodes with the same model and batch size, timed after its model "
+        "load and a one-image warm-up: the steady rate is the like-for-like comparison and carries the "
+        "target. ViT-B-32 has random weights (224 px).",
         "",
-        "| model | images | batch size | pipeline images/s | in-process images/s | ratio | target | met |",
-        "|---|---|---|---|---|---|---|---|",
+        "| model | images | batch size | in-process images/s | steady images/s | ratio | target | met | start-up s | overall images/s | overall ratio |",
+        "|---|---|---|---|---|---|---|---|---|---|---|",
         *(
-            f"| {r['model']} | {r['images']} | {r['batch_size']} | {r['pipeline_images_per_s']:.1f} | "
-            f"{r['in_process_images_per_s']:.1f} | {r['ratio']:.2f} | {TARGET} | "
-            f"{'met' if r['ratio'] >= TARGET else 'NOT met'} |"
+            f"| {r['model']} | {r['images']} | {r['batch_size']} | {r['in_process_images_per_s']:.1f} | "
+            f"{r['steady_images_per_s']:.1f} | {r['ratio']:.2f} | {TARGET} | "
+            f"{'met' if r['ratio'] >= TARGET else 'NOT met'} | {r['startup_seconds']:.1f} | "
+            f"{r['pipeline_images_per_s']:.1f} | {r['overall_ratio']:.2f} |"
             for r in rows
         ),
         "",

@@ -1,7 +1,9 @@
 """Encoder throughput through gRPC versus an in-process loop, same JPEGs and batch size.
 
-Served: many concurrent asyncio clients send one JPEG per EmbedImages call; the Encoder decodes and
-preprocesses in its thread pool and batches model calls (``max_batch_size`` = the loop's batch size).
+Served: many concurrent asyncio clients, each sending ``--images-per-call`` JPEGs per EmbedImages call
+(EmbedImages is a batched rpc; one image per call is also reported with ``--images-per-call 1``); the
+Encoder decodes and preprocesses in its thread pool and batches model calls across requests
+(``max_batch_size`` = the loop's batch size, counted in requests).
 In-process: one loop that decodes, preprocesses and encodes the same JPEGs with open_clip in batches.
 Goal: served / in-process >= 0.9. Writes ``benchmarks/results/serve_encoder.{md,json}``.
 
@@ -37,23 +39,24 @@ def in_process(model_id: str, jpegs: list[bytes], batch: int) -> float:
         return len(jpegs) / (time.perf_counter() - start)
 
 
-async def served(address: str, model_id: str, jpegs: list[bytes], clients: int) -> float:
-    """Images per second through gRPC with ``clients`` concurrent callers, one image per call."""
+async def served(address: str, model_id: str, jpegs: list[bytes], clients: int, per_call: int) -> float:
+    """Images per second through gRPC with ``clients`` concurrent callers, ``per_call`` images per call."""
     async with grpc.aio.insecure_channel(address) as channel:
         stub = encoder_pb2_grpc.EncoderServiceStub(channel)
         metadata = (("application", APP),)
 
-        async def embed(data: bytes) -> None:
-            request = encoder_pb2.EmbedImagesRequest(model_id=model_id, images=[common_pb2.Image(data=data)])
+        async def embed(chunk: list[bytes]) -> None:
+            images = [common_pb2.Image(data=data) for data in chunk]
+            request = encoder_pb2.EmbedImagesRequest(model_id=model_id, images=images)
             await stub.EmbedImages(request, metadata=metadata, timeout=300)
 
-        await asyncio.gather(*(embed(d) for d in jpegs[:clients]))  # warm-up
-        queue = list(jpegs)
+        calls = [jpegs[i : i + per_call] for i in range(0, len(jpegs), per_call)]
+        await asyncio.gather(*(embed(chunk) for chunk in calls[:clients]))  # warm-up
         start = time.perf_counter()
 
         async def worker() -> None:
-            while queue:
-                await embed(queue.pop())
+            while calls:
+                await embed(calls.pop())
 
         await asyncio.gather(*(worker() for _ in range(clients)))
         return len(jpegs) / (time.perf_counter() - start)
@@ -65,9 +68,10 @@ def main() -> None:
     parser.add_argument("--images", type=int, nargs="+", default=[1536, 192], help="per model")
     parser.add_argument("--batch", type=int, default=32)
     parser.add_argument("--clients", type=int, default=64)
+    parser.add_argument("--images-per-call", type=int, nargs="+", default=[32, 4], help="per model")
     args = parser.parse_args()
     rows = []
-    for model_id, count in zip(args.models, args.images, strict=True):
+    for model_id, count, per_call in zip(args.models, args.images, args.images_per_call, strict=True):
         options = {name: SMALL for name in ("CliplensIngress", "SaeRunner", "Attributor")}
         options["Encoder"] = {
             "ray_actor_options": {"num_cpus": 2, "num_gpus": 0},
@@ -77,25 +81,27 @@ def main() -> None:
         with serve_app([model_id], options, encoder_batch=batching) as running:
             jpegs = (running.index.jpegs * (count // len(running.index.jpegs) + 1))[:count]
             baseline = in_process(model_id, jpegs, args.batch)
-            through_grpc = asyncio.run(served(running.address, model_id, jpegs, args.clients))
-        rows.append({"model": model_id, "images": count, "grpc_images_per_s": through_grpc,
+            through_grpc = asyncio.run(served(running.address, model_id, jpegs, args.clients, per_call))
+        rows.append({"model": model_id, "images": count, "images_per_call": per_call, "grpc_images_per_s": through_grpc,
                      "in_process_images_per_s": baseline, "ratio": through_grpc / baseline})  # fmt: skip
     lines = [
         "# Encoder: images/s through gRPC vs an in-process loop (goal: ratio >= 0.9)",
         "",
-        f"JPEG bytes in (CIFAR-10 32 px), embeddings out; batch {args.batch}; {args.clients} concurrent "
-        "clients, one image per call; Encoder replica with 2 CPUs. Machine: 2 shared CPU cores, no GPU; "
-        "the in-process loop runs in the same process while the app idles.",
+        f"JPEG bytes in (CIFAR-10 32 px), embeddings out; model batch {args.batch}; {args.clients} "
+        "concurrent clients, each EmbedImages call carrying the images per call in the table; Encoder "
+        "replica with 2 CPUs. Machine: 2 shared CPU cores, no GPU; the in-process loop runs in the same "
+        "process while the app idles.",
         "",
-        "| model | images | gRPC images/s | in-process images/s | ratio | goal |",
-        "|---|---|---|---|---|---|",
+        "| model | images | images per call | gRPC images/s | in-process images/s | ratio | goal |",
+        "|---|---|---|---|---|---|---|",
         *(
-            f"| {r['model']} | {r['images']} | {r['grpc_images_per_s']:.1f} | {r['in_process_images_per_s']:.1f} | "
+            f"| {r['model']} | {r['images']} | {r['images_per_call']} | {r['grpc_images_per_s']:.1f} | {r['in_process_images_per_s']:.1f} | "
             f"{r['ratio']:.2f} | {'met' if r['ratio'] >= 0.9 else 'NOT met'} |"
             for r in rows
         ),
         "",
-        "Run: `.venv/bin/python benchmarks/serve_encoder.py`",
+        "Run: `.venv/bin/python benchmarks/serve_encoder.py "
+        f"--images {' '.join(map(str, args.images))} --images-per-call {' '.join(map(str, args.images_per_call))}`",
     ]
     write_results(
         "serve_encoder", {"rows": rows, "batch": args.batch, "clients": args.clients}, "\n".join(lines) + "\n"

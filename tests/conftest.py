@@ -37,11 +37,25 @@ def shared_cifar() -> Path:
 
 
 @pytest.fixture(scope="session")
-def ray_session() -> Iterator[None]:
+def ray_metrics_port() -> int:
+    """Where the session's Ray exports Prometheus metrics (what a Prometheus would scrape)."""
+    from cliplens.demo.local_stack import free_ports
+
+    return free_ports(1)[0]
+
+
+@pytest.fixture(scope="session")
+def ray_session(ray_metrics_port: int) -> Iterator[None]:
     """One local Ray for the whole test session (jobs and Serve tests share it)."""
     import ray
 
-    ray.init(num_cpus=4, include_dashboard=False, log_to_driver=False, configure_logging=False)
+    ray.init(
+        num_cpus=4,
+        include_dashboard=False,
+        log_to_driver=False,
+        configure_logging=False,
+        _metrics_export_port=ray_metrics_port,
+    )
     try:
         yield
     finally:

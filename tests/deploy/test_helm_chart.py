@@ -8,6 +8,7 @@ server would silently prune a misspelt field.
 from __future__ import annotations
 
 import copy
+import json
 import os
 import subprocess
 from functools import cache
@@ -57,6 +58,9 @@ def helm(command: str, *args: str, check: bool = True) -> subprocess.CompletedPr
 def _render(release: str, args: tuple[str, ...]) -> tuple[Manifest, ...]:
     out = helm("template", release, str(CHART), "--namespace", "ml", *args).stdout
     return tuple(doc for doc in yaml.safe_load_all(out) if doc)
+
+
+HEAD_PLACEMENT = {"num_cpus": 0, "num_gpus": 0, "resources": {"cliplens_feature_port": 1}}
 
 
 def render(*args: str, release: str = RELEASE) -> list[Manifest]:
@@ -117,7 +121,7 @@ def validate(manifest: Manifest) -> None:
 VARIANTS: dict[str, tuple[list[str], set[str]]] = {
     "default": ([], {"RayService", "Secret", "Service", "StatefulSet", "Deployment"}),
     "cpu": (CPU, {"RayService", "Secret", "Service", "StatefulSet", "Deployment"}),
-    "external": (EXTERNAL, {"RayService", "Secret"}),
+    "external": (EXTERNAL, {"RayService", "Secret", "Service"}),
     "extract-job": (EXTRACT, {"RayService", "RayJob", "Secret", "Service", "StatefulSet", "Deployment"}),
 }
 
@@ -150,14 +154,21 @@ def test_validation_is_strict() -> None:
         validate(statefulset)
 
 
+def charted_serve_config() -> dict[str, Any]:
+    """deploy/serve_config.yaml with the one default the chart changes: the FeatureGateway on the head."""
+    config: dict[str, Any] = yaml.safe_load(SERVE_CONFIG.read_text())
+    deployments(config)["FeatureGateway"]["ray_actor_options"] = HEAD_PLACEMENT
+    return config
+
+
 def test_serve_config_is_the_projects() -> None:
     link = CHART / "files" / "serve_config.yaml"
     assert link.read_bytes() == SERVE_CONFIG.read_bytes()
-    assert serve_config(render()) == yaml.safe_load(SERVE_CONFIG.read_text())
+    assert serve_config(render()) == charted_serve_config()
 
 
 def test_gpu_variant_keeps_num_gpus_and_cpu_variant_drops_them() -> None:
-    original = deployments(yaml.safe_load(SERVE_CONFIG.read_text()))
+    original = deployments(charted_serve_config())
     gpu, cpu = deployments(serve_config(render())), deployments(serve_config(render(*CPU)))
     assert sum(d["ray_actor_options"]["num_gpus"] for d in gpu.values()) > 0
     for name, deployment in original.items():
@@ -198,6 +209,27 @@ def test_head_and_autoscaler() -> None:
     }
 
 
+def test_feature_gateway_runs_on_the_head_behind_its_service() -> None:
+    for variant in ([], CPU):
+        manifests = render(*variant)
+        config = serve_config(manifests)
+        port = config["applications"][0]["args"]["feature_port"]["port"]
+        gateway = deployments(config)["FeatureGateway"]["ray_actor_options"]
+        head = one(manifests, "RayService")["spec"]["rayClusterConfig"]["headGroupSpec"]
+        offered = json.loads(json.loads(head["rayStartParams"]["resources"]))
+        assert set(gateway["resources"]) <= set(offered) and gateway["num_cpus"] == 0
+        assert port in {p["containerPort"] for p in head["template"]["spec"]["containers"][0]["ports"]}
+        (service,) = [
+            m for m in manifests if m["kind"] == "Service" and m["metadata"]["name"].endswith("-features")
+        ]
+        assert service["spec"]["selector"]["app.kubernetes.io/component"] == "ray-head"
+        labels = head["template"]["metadata"]["labels"]
+        assert service["spec"]["selector"].items() <= labels.items()
+        assert [(p["port"], p["targetPort"]) for p in service["spec"]["ports"]] == [(port, port)]
+    no_gateway = render("--set", "serve.args.feature_port.port=0")
+    assert not [m for m in no_gateway if m["metadata"]["name"].endswith("-features")]
+
+
 def env_of(template: dict[str, Any]) -> dict[str, dict[str, Any]]:
     return {e["name"]: e for e in template["spec"]["containers"][0]["env"]}
 
@@ -216,7 +248,7 @@ def test_in_chart_stores_wiring() -> None:
         # The Serve config's redis_url names the in-chart Redis, so it is kept as is.
         assert env["CLIPLENS_REDIS_URL"]["value"] == config["applications"][0]["args"]["redis_url"]
     services = {m["metadata"]["name"] for m in manifests if m["kind"] == "Service"}
-    assert services == {"cliplens-minio", "cliplens-redis"}
+    assert services == {"cliplens-minio", "cliplens-redis", "cliplens-features"}
     minio = one(manifests, "StatefulSet")["spec"]
     assert minio["volumeClaimTemplates"][0]["spec"]["resources"]["requests"]["storage"] == "50Gi"
 

@@ -1,5 +1,6 @@
-"""One Serve instance for the serve tests: the demo app ("cliplens"), and an auth-on ingress
-("cliplens-auth") in front of the same backend deployments, with a small queue."""
+"""One Serve instance for the serve tests: the demo app ("cliplens", with its direct feature port),
+and an auth-on ingress and feature port ("cliplens-auth") in front of the same backend deployments,
+the ingress with a small queue."""
 
 from __future__ import annotations
 
@@ -39,7 +40,7 @@ def serve_app(
     index = build_demo_index(demo_clip, root, serve_redis.url)
     token_file = root / "tokens"
     token_file.write_text(f"# test tokens\n{TOKEN}\n")
-    grpc_port, http_port = free_ports(2)
+    grpc_port, http_port, feature_port, auth_feature_port = free_ports(4)
     serve.start(
         http_options={"host": "127.0.0.1", "port": http_port},
         grpc_options=gRPCOptions(port=grpc_port, grpc_servicer_functions=GRPC_SERVICER_FUNCTIONS),
@@ -56,10 +57,15 @@ def serve_app(
             "max_text_chars": 200,
         },
         sae_cache={"memory_budget_mb": 64, "max_saes_per_replica": 1},
+        feature_port={"host": "127.0.0.1", "port": feature_port},
     )
     serve.run(compose(settings, TEST_OPTIONS), name=APP, route_prefix="/cliplens")
     auth_settings = AppSettings.model_validate(
-        {**settings.model_dump(), "auth": {"enabled": True, "token_file": str(token_file)}}
+        {
+            **settings.model_dump(),
+            "auth": {"enabled": True, "token_file": str(token_file)},
+            "feature_port": {"host": "127.0.0.1", "port": auth_feature_port},
+        }
     )
     handles = [
         serve.get_deployment_handle(name, app_name=APP) for name in ("Encoder", "SaeRunner", "Attributor")
@@ -67,9 +73,24 @@ def serve_app(
     auth_ingress = DEPLOYMENTS["CliplensIngress"].options(
         max_ongoing_requests=1, max_queued_requests=1, ray_actor_options=SMALL
     )
-    serve.run(auth_ingress.bind(auth_settings, *handles), name=AUTH_APP, route_prefix="/cliplens-auth")
+    auth_gateway = (
+        DEPLOYMENTS["FeatureGateway"].options(ray_actor_options=SMALL).bind(auth_settings, handles[2])
+    )
+    serve.run(
+        auth_ingress.bind(auth_settings, *handles, [auth_gateway]),
+        name=AUTH_APP,
+        route_prefix="/cliplens-auth",
+    )
     try:
-        yield ServeApp(f"127.0.0.1:{grpc_port}", http_port, index, serve_redis, settings)
+        yield ServeApp(
+            f"127.0.0.1:{grpc_port}",
+            http_port,
+            index,
+            serve_redis,
+            settings,
+            f"127.0.0.1:{feature_port}",
+            f"127.0.0.1:{auth_feature_port}",
+        )
     finally:
         serve.shutdown()
 

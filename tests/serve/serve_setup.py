@@ -20,6 +20,7 @@ TEST_OPTIONS = {
     "Encoder": {"ray_actor_options": SMALL},
     "SaeRunner": {"ray_actor_options": SMALL},
     "Attributor": {"ray_actor_options": SMALL},
+    "FeatureGateway": {"ray_actor_options": SMALL},
 }
 
 
@@ -30,6 +31,8 @@ class ServeApp:
     index: DemoIndex
     redis: RedisServer
     settings: AppSettings
+    feature_address: str  # the FeatureGateway's direct port
+    auth_feature_address: str  # the auth-on app's direct feature port
 
     def client(self, app: str = APP, token: str | None = None, retry: RetryPolicy | None = None) -> Client:
         return Client(self.address, app=app, token=token, timeout=120, retry=retry)

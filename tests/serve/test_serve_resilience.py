@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import pytest
 import ray
 from demo_index import FINAL_SAE
 from serve_setup import APP, ServeApp
@@ -9,25 +10,26 @@ from serve_setup import APP, ServeApp
 from cliplens_client import Client, RetryPolicy
 
 
-def test_top_activations_fall_back_to_the_store_when_redis_is_down(
-    client: Client, serve_app: ServeApp
-) -> None:
+@pytest.mark.parametrize("port", ["ingress", "feature port"])
+def test_top_activations_fall_back_to_the_store_when_redis_is_down(serve_app: ServeApp, port: str) -> None:
+    address = serve_app.address if port == "ingress" else serve_app.feature_address
     latent = serve_app.index.active_latent
-    from_redis = client.top_activations(FINAL_SAE, latent, k=8)
-    serve_app.redis.stop()
-    try:
-        degraded = client.top_activations(FINAL_SAE, latent, k=8)
-        info = client.latent_info(FINAL_SAE, latent)
-    finally:
-        serve_app.redis.start()
-        serve_app.index.fill_cache(serve_app.redis.url)
-    assert (from_redis.source, from_redis.degraded) == ("redis", False)
-    assert (degraded.source, degraded.degraded) == ("store", True)
-    assert [(i.input_id, i.label) for i in degraded.inputs] == [
-        (i.input_id, i.label) for i in from_redis.inputs
-    ]
-    assert degraded.inputs and info.degraded and info.source == "store"
-    assert client.top_activations(FINAL_SAE, latent, k=8).source == "redis"
+    with Client(address, app=APP, timeout=120) as client:
+        from_redis = client.top_activations(FINAL_SAE, latent, k=8)
+        serve_app.redis.stop()
+        try:
+            degraded = client.top_activations(FINAL_SAE, latent, k=8)
+            info = client.latent_info(FINAL_SAE, latent)
+        finally:
+            serve_app.redis.start()
+            serve_app.index.fill_cache(serve_app.redis.url)
+        assert (from_redis.source, from_redis.degraded) == ("redis", False)
+        assert (degraded.source, degraded.degraded) == ("store", True)
+        assert [(i.input_id, i.label) for i in degraded.inputs] == [
+            (i.input_id, i.label) for i in from_redis.inputs
+        ]
+        assert degraded.inputs and info.degraded and info.source == "store"
+        assert client.top_activations(FINAL_SAE, latent, k=8).source == "redis"
 
 
 def test_client_retries_through_a_killed_replica(serve_app: ServeApp) -> None:

@@ -142,12 +142,22 @@ prometheus.io/path: /metrics
 {{- end }}
 {{- end }}
 
-{{/* A Ray container's ports: GCS, dashboard and client on the head; Serve (HTTP, gRPC) and metrics on all. */}}
+{{/* The FeatureGateway's direct port from the Serve config's args.feature_port (0: none). */}}
+{{- define "cliplens.featurePort" -}}
+{{- $config := include "cliplens.serveConfig" . | fromYaml }}
+{{- ((first $config.applications).args.feature_port | default dict).port | default 0 }}
+{{- end }}
+
+{{/* A Ray container's ports: GCS, dashboard, client and the direct feature port on the head; Serve (HTTP, gRPC) and metrics on all. */}}
 {{- define "cliplens.rayPorts" -}}
 {{- if .head }}
 - {name: gcs-server, containerPort: 6379}
 - {name: dashboard, containerPort: 8265}
 - {name: client, containerPort: 10001}
+{{- $featurePort := include "cliplens.featurePort" .root | int }}
+{{- if $featurePort }}
+- {name: grpc-features, containerPort: {{ $featurePort }}}
+{{- end }}
 {{- end }}
 - {name: serve, containerPort: 8000}
 - {name: grpc, containerPort: 9000}

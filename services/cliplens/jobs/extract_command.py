@@ -33,7 +33,14 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--dataset-id", help="dataset name recorded in the run id (default: the inputs URI)")
     parser.add_argument("--rows-per-shard", type=int, default=1024, help="inputs per shard (default: 1024)")
     parser.add_argument("--batch-size", type=int, default=64, help="images per encoder batch (default: 64)")
-    parser.add_argument("--decode-batch-size", type=int, default=64, help="images per decode task batch")
+    parser.add_argument(
+        "--decode-batch-size", type=int, default=256, help="images per decode task (one pipeline block)"
+    )
+    parser.add_argument(
+        "--decoders",
+        type=int,
+        help="concurrent decode tasks (default: one per encoder on CPU, as many as fit with GPU encoders)",
+    )
     parser.add_argument("--encoders", type=int, default=1, help="encoder actors (default: 1)")
     parser.add_argument(
         "--gpus-per-encoder",
@@ -62,6 +69,7 @@ def run(args: argparse.Namespace) -> int:
         rows_per_shard=args.rows_per_shard,
         batch_size=args.batch_size,
         decode_batch_size=args.decode_batch_size,
+        decoders=args.decoders,
         encoders=args.encoders,
         gpus_per_encoder=args.gpus_per_encoder,
         cpus_per_encoder=args.cpus_per_encoder,

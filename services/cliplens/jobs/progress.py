@@ -7,13 +7,18 @@ import time
 
 
 class Progress:
-    """Counts rows and prints ``<label>: done/total rows (pct), rate rows/s`` now and then."""
+    """Counts rows and prints ``<label>: done/total rows (pct), rate rows/s`` now and then.
+
+    The first ``add`` marks the end of start-up (workers, model loads, the first batch's warm-up);
+    ``steady_rate`` is the rate of the rows that came after it.
+    """
 
     def __init__(self, label: str, total: int, every_s: float = 2.0) -> None:
         self.label, self.total, self.every_s = label, total, every_s
         self.rows = 0
         self.started = time.monotonic()
         self._last_print = self.started
+        self._first: tuple[float, int] | None = None
 
     @property
     def elapsed_s(self) -> float:
@@ -23,9 +28,23 @@ class Progress:
     def rate(self) -> float:
         return self.rows / max(self.elapsed_s, 1e-9)
 
+    @property
+    def startup_s(self) -> float:
+        """Seconds until the first rows arrived (the whole run when none did)."""
+        return self._first[0] - self.started if self._first else self.elapsed_s
+
+    @property
+    def steady_rate(self) -> float:
+        """Rows/s after the first batch; the overall rate when there was only one batch."""
+        if self._first is None or self.rows == self._first[1]:
+            return self.rate
+        return (self.rows - self._first[1]) / max(time.monotonic() - self._first[0], 1e-9)
+
     def add(self, rows: int) -> None:
         self.rows += rows
         now = time.monotonic()
+        if self._first is None:
+            self._first = (now, self.rows)
         if now - self._last_print >= self.every_s:
             self._last_print = now
             percent = 100.0 * self.rows / max(self.total, 1)

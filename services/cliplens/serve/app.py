@@ -9,6 +9,7 @@ from ray.serve import Application
 
 from cliplens.serve.attributor import Attributor
 from cliplens.serve.encoder import Encoder
+from cliplens.serve.feature_port import FeatureGateway
 from cliplens.serve.ingress import CliplensIngress
 from cliplens.serve.sae_runner import SaeRunner
 from cliplens.serve.settings import AppSettings
@@ -27,6 +28,7 @@ DEPLOYMENTS: dict[str, Any] = {
     "Encoder": Encoder,
     "SaeRunner": SaeRunner,
     "Attributor": Attributor,
+    "FeatureGateway": FeatureGateway,
 }
 
 
@@ -44,9 +46,8 @@ def compose(settings: AppSettings, options: Mapping[str, Mapping[str, Any]] | No
         name: deployment.options(**dict((options or {}).get(name, {})))
         for name, deployment in DEPLOYMENTS.items()
     }
+    attributor = bound["Attributor"].bind(settings)
+    gateway = [bound["FeatureGateway"].bind(settings, attributor)] if settings.feature_port.port else []
     return bound["CliplensIngress"].bind(
-        settings,
-        bound["Encoder"].bind(settings),
-        bound["SaeRunner"].bind(settings),
-        bound["Attributor"].bind(settings),
+        settings, bound["Encoder"].bind(settings), bound["SaeRunner"].bind(settings), attributor, gateway
     )

@@ -1,13 +1,14 @@
 """Encoder deployment: image and text embeddings with dynamic batching across requests.
 
 Decoding and preprocessing run in a thread pool on the request path; the batched call only stacks
-ready tensors and runs the model, so the accelerator never waits for JPEG decoding.
+ready tensors and runs the model, so the accelerator never waits for JPEG decoding. Batch sizes count
+rows (images or texts), not requests: a request larger than one batch is split into several.
 """
 
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
@@ -27,6 +28,12 @@ from cliplens.serve.settings import AppSettings
 Embeddings = npt.NDArray[np.float32]
 LabelledImage = tuple[str, bytes]  # (request field, encoded bytes)
 Encode = Callable[[LoadedClip, Tensor], Tensor]
+BatchedCall = Callable[[tuple[str, Tensor]], Awaitable[Embeddings]]
+
+
+def batch_rows(items: list[tuple[str, Tensor]]) -> int:
+    """A model batch's size in rows (images or texts), whatever the number of requests."""
+    return sum(int(rows.shape[0]) for _, rows in items)
 
 
 @dataclass(frozen=True)
@@ -83,13 +90,19 @@ class Encoder:
             self.pool, preprocess, clip, images, self.settings.limits.max_image_pixels
         )
         with self.image_queue.waiting_for_batch():
-            return await self._image_batch((model_id, pixels))
+            return await self._in_batches(self._image_batch, model_id, pixels)
 
     async def embed_texts(self, model_id: str, texts: list[str]) -> Embeddings:
         """Embeddings ``(n, d_embed)`` of texts, not normalised (tokenised on the request path)."""
         tokens = self.models[model_id].tokenizer(texts)
         with self.text_queue.waiting_for_batch():
-            return await self._text_batch((model_id, tokens))
+            return await self._in_batches(self._text_batch, model_id, tokens)
+
+    async def _in_batches(self, batched: BatchedCall, model_id: str, rows: Tensor) -> Embeddings:
+        """Queue ``rows`` in parts of at most one model batch; the parts join other requests' rows."""
+        parts = torch.split(rows, self.settings.encoder_batch.max_batch_size)
+        results = await asyncio.gather(*(batched((model_id, part)) for part in parts))
+        return np.concatenate(results)
 
     async def site_activations(self, model_id: str, site: str, images: list[LabelledImage]) -> Embeddings:
         """Activations of the images at ``site``: ``(n, width)`` or ``(n, patches, width)``."""
@@ -100,12 +113,12 @@ class Encoder:
         )
         return await asyncio.to_thread(self._capture, clip, Site.parse(site), pixels)
 
-    @serve.batch(max_batch_size=32, batch_wait_timeout_s=0.005)
+    @serve.batch(max_batch_size=32, batch_wait_timeout_s=0.005, batch_size_fn=batch_rows)
     async def _image_batch(self, items: list[tuple[str, Tensor]]) -> list[Embeddings]:
         record_batch("embed_images", len(items), sum(int(pixels.shape[0]) for _, pixels in items))
         return await asyncio.to_thread(self._run_batch, items, self._encode_images)
 
-    @serve.batch(max_batch_size=32, batch_wait_timeout_s=0.005)
+    @serve.batch(max_batch_size=32, batch_wait_timeout_s=0.005, batch_size_fn=batch_rows)
     async def _text_batch(self, items: list[tuple[str, Tensor]]) -> list[Embeddings]:
         record_batch("embed_texts", len(items), sum(int(tokens.shape[0]) for _, tokens in items))
         return await asyncio.to_thread(self._run_batch, items, self._encode_texts)

@@ -7,9 +7,9 @@ mapped to a status code; a failing request only ever fails itself.
 from __future__ import annotations
 
 import asyncio
-import time
-from collections.abc import Awaitable, Callable
-from typing import Any, TypeVar
+import functools
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
+from typing import Any
 
 import grpc
 import numpy as np
@@ -23,19 +23,17 @@ from cliplens.core.errors import InvalidInputError
 from cliplens.core.steering import LatentEdit, SteerMode
 from cliplens.serve import messages
 from cliplens.serve.auth import TokenAuth
+from cliplens.serve.calls import R, answer
 from cliplens.serve.catalog import Catalog
 from cliplens.serve.encoder import ModelFacts
-from cliplens.serve.features import FeatureIndex
+from cliplens.serve.feature_api import FeatureApi
 from cliplens.serve.inputs import ImageSource, bounded, check_count, check_text, check_texts, float_array
-from cliplens.serve.metrics import observe_call
 from cliplens.serve.reconstruction import reconstruction_error
 from cliplens.serve.settings import AppSettings
-from cliplens.serve.status import status_of
 from cliplens.store import SaeRecord, open_store
 from cliplens_client.arrays import pack_array
 from cliplens_client.v1 import attribution_pb2, common_pb2, encoder_pb2, features_pb2, models_pb2, sae_pb2
 
-R = TypeVar("R", bound=Message)
 SERVICES = tuple(
     f"cliplens.v1.{name}"
     for name in ("EncoderService", "SaeService", "AttributionService", "FeatureService", "ModelService")
@@ -55,14 +53,17 @@ class CliplensIngress:
         encoder: DeploymentHandle,
         sae: DeploymentHandle,
         attributor: DeploymentHandle,
+        companions: Sequence[DeploymentHandle] = (),
     ) -> None:
+        """``companions``: deployments that serve beside the ingress (the FeatureGateway's direct
+        port); they are bound here only so that they are part of the application."""
         self.limits = settings.limits
         self.settings = settings
         store = open_store(settings.store_uri)
         self.catalog = Catalog(settings, store)
         bucket = open_store(settings.image_store_uri) if settings.image_store_uri else None
         self.images = ImageSource(settings.limits, bucket)
-        self.features = FeatureIndex(store, settings.redis_url)
+        self.feature_api = FeatureApi(settings, self.catalog, store, attributor)
         self.auth = TokenAuth(settings.auth)
         self.encoder, self.sae, self.attributor = encoder, sae, attributor
         self._model_facts: list[ModelFacts] | None = None
@@ -77,6 +78,21 @@ class CliplensIngress:
             grpc_context.set_details(f"unknown service '{request.service}'")
             return health_pb2.HealthCheckResponse()
         return health_pb2.HealthCheckResponse(status=health_pb2.HealthCheckResponse.SERVING)
+
+    async def Watch(
+        self, request: health_pb2.HealthCheckRequest, grpc_context: RayServegRPCContext
+    ) -> AsyncIterator[Message]:
+        """grpc.health.v1 Watch: the status now (SERVICE_UNKNOWN for an unknown service), then the
+        stream stays open until the client leaves. A replica's status does not change while it runs;
+        one that stops ends the stream, which watchers read as a change. No auth."""
+        known = not request.service or request.service in SERVICES
+        status = (
+            health_pb2.HealthCheckResponse.SERVING
+            if known
+            else health_pb2.HealthCheckResponse.SERVICE_UNKNOWN
+        )
+        yield health_pb2.HealthCheckResponse(status=status)
+        await asyncio.Event().wait()
 
     # -- EncoderService ----------------------------------------------------------------------------
     async def EmbedImages(
@@ -198,56 +214,19 @@ class CliplensIngress:
     async def TopActivations(
         self, request: features_pb2.TopActivationsRequest, grpc_context: RayServegRPCContext
     ) -> Message:
-        async def work() -> features_pb2.TopActivationsResponse:
-            record = self.catalog.sae(request.sae_id)
-            latent = self.catalog.check_latent(record.sae_id, request.latent)
-            k = bounded("k", request.k, self.settings.top_k_default, self.limits.max_top_k)
-            answer = await self.features.top(record.sae_id, record.run_id, latent, k)
-            return messages.top_activations(record.sae_id, latent, answer.entries, answer.from_redis)
-
+        work = functools.partial(self.feature_api.top_activations, request)
         return await self._call("TopActivations", grpc_context, features_pb2.TopActivationsResponse, work)
 
     async def LatentInfo(
         self, request: features_pb2.LatentInfoRequest, grpc_context: RayServegRPCContext
     ) -> Message:
-        async def work() -> features_pb2.LatentInfoResponse:
-            record = self.catalog.sae(request.sae_id)
-            latent = self.catalog.check_latent(record.sae_id, request.latent)
-            answer = await self.features.stats(record.sae_id, latent)
-            labels = (await self._attributor(record).labels.remote(record.sae_id, [latent], 10))[0]
-            stats = answer.stats
-            return features_pb2.LatentInfoResponse(
-                sae_id=record.sae_id,
-                latent=latent,
-                labels=messages.labels(labels),
-                alignment=labels[0][1] if labels else 0.0,
-                firing_rate=stats.fires / stats.rows if stats and stats.rows else 0.0,
-                histogram=messages.histogram(stats),
-                source=messages.source(answer.from_redis),
-                degraded=not answer.from_redis,
-            )
-
+        work = functools.partial(self.feature_api.latent_info, request)
         return await self._call("LatentInfo", grpc_context, features_pb2.LatentInfoResponse, work)
 
     async def SearchLatents(
         self, request: features_pb2.SearchLatentsRequest, grpc_context: RayServegRPCContext
     ) -> Message:
-        async def work() -> features_pb2.SearchLatentsResponse:
-            record = self.catalog.sae(request.sae_id)
-            text = check_text("text", request.text, self.limits.max_text_chars)
-            top_n = bounded("top_n", request.top_n, 10, min(self.limits.max_top_n, record.cfg.d_sae))
-            matches = await self._attributor(record).search.remote(record.sae_id, text, top_n)
-            return features_pb2.SearchLatentsResponse(
-                sae_id=record.sae_id,
-                matches=[
-                    features_pb2.LatentMatch(
-                        latent=m.latent, alignment=m.alignment, labels=messages.labels(m.labels)
-                    )
-                    for m in matches
-                ],
-                source=features_pb2.FEATURE_SOURCE_STORE,
-            )
-
+        work = functools.partial(self.feature_api.search_latents, request)
         return await self._call("SearchLatents", grpc_context, features_pb2.SearchLatentsResponse, work)
 
     # -- ModelService ------------------------------------------------------------------------------
@@ -281,18 +260,7 @@ class CliplensIngress:
     async def _call(
         self, method: str, context: RayServegRPCContext, empty: type[R], work: Callable[[], Awaitable[R]]
     ) -> Message:
-        start = time.perf_counter()
-        code = grpc.StatusCode.OK
-        try:
-            self.auth.check(context.invocation_metadata())
-            return await work()
-        except Exception as exc:
-            code, details = status_of(exc)
-            context.set_code(code)
-            context.set_details(details)
-            return empty()
-        finally:
-            observe_call(method, code, time.perf_counter() - start)
+        return await answer(method, self.auth, context, empty, work)
 
     def _sae(self, record: SaeRecord) -> Any:
         return self.sae.options(multiplexed_model_id=record.sae_id)

@@ -26,7 +26,11 @@ class Limits(_Strict):
 
 
 class BatchSettings(_Strict):
-    """``@serve.batch`` settings of one deployment (``max_batch_size`` counts requests)."""
+    """``@serve.batch`` settings of one deployment.
+
+    ``max_batch_size`` counts rows for the encoder (images or texts per model call; bigger requests
+    are split) and requests for the attribution engine.
+    """
 
     max_batch_size: int = Field(default=32, gt=0)
     batch_wait_timeout_s: float = Field(default=0.005, ge=0)
@@ -51,6 +55,13 @@ class AuthSettings(_Strict):
     token_env: str | None = "CLIPLENS_API_TOKENS"
 
 
+class FeaturePortSettings(_Strict):
+    """The direct FeatureService port served by the FeatureGateway deployment (0: no gateway)."""
+
+    port: int = Field(default=0, ge=0, le=65535)
+    host: str = "0.0.0.0"
+
+
 class AppSettings(_Strict):
     """Everything the application needs; nothing about it is hard-coded elsewhere."""
 
@@ -67,6 +78,7 @@ class AppSettings(_Strict):
     attribution_batch: BatchSettings = BatchSettings(max_batch_size=8)
     sae_cache: SaeCacheSettings = SaeCacheSettings()
     auth: AuthSettings = AuthSettings()
+    feature_port: FeaturePortSettings = FeaturePortSettings()
     top_k_default: int = Field(default=16, gt=0)
     labels_per_latent: int = Field(default=3, ge=0)
 
