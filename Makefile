@@ -8,8 +8,10 @@ PYTEST_ARGS ?=
 GO ?= $(shell command -v go || echo /usr/local/go/bin/go)
 HELM_VERSION := v3.21.4
 HELM := .tools/bin/helm
+GHZ_VERSION := v0.120.0
+GHZ := .tools/bin/ghz
 
-.PHONY: help venv servers helm demo test lint format stubs clean
+.PHONY: help venv servers helm ghz demo test lint format stubs clean
 
 help:  ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-10s %s\n", $$1, $$2}'
@@ -33,6 +35,10 @@ helm:  ## build the pinned helm into .tools/bin for the chart tests (skipped whe
 	  echo "building helm $(HELM_VERSION) (a few minutes, once)"; \
 	  GOBIN=$(CURDIR)/.tools/bin $(GO) install -ldflags '-X helm.sh/helm/v3/internal/version.version=$(HELM_VERSION)' \
 	    helm.sh/helm/v3/cmd/helm@$(HELM_VERSION); }
+
+ghz:  ## build the pinned ghz (gRPC load generator) into .tools/bin for benchmarks/serve_features.py
+	@test -x $(GHZ) || { echo "building ghz $(GHZ_VERSION) (a minute, once)"; \
+	  GOBIN=$(CURDIR)/.tools/bin $(GO) install github.com/bojand/ghz/cmd/ghz@$(GHZ_VERSION); }
 
 demo: venv  ## set up, then run the main job offline on the demo model
 	$(PY) -m cliplens.demo

@@ -32,6 +32,7 @@ APP = "cliplens"
 class Running:
     address: str
     index: DemoIndex
+    feature_address: str  # the FeatureGateway's direct port
 
 
 @contextmanager
@@ -48,7 +49,7 @@ def serve_app(models: list[str], options: dict[str, dict[str, Any]], **args: Any
         redis.start()
         index = build_demo_index(load_clip("demo", device="cpu"), Path(tmp), redis.url)
         ray.init(num_cpus=4, include_dashboard=False, log_to_driver=False, configure_logging=False)
-        grpc_port, http_port = free_ports(2)
+        grpc_port, http_port, feature_port = free_ports(3)
         serve.start(
             http_options={"host": "127.0.0.1", "port": http_port},
             grpc_options=gRPCOptions(port=grpc_port, grpc_servicer_functions=GRPC_SERVICER_FUNCTIONS),
@@ -58,11 +59,12 @@ def serve_app(models: list[str], options: dict[str, dict[str, Any]], **args: Any
             store_uri=str(index.store_dir),
             image_store_uri=str(index.bucket_dir),
             redis_url=redis.url,
+            feature_port={"host": "127.0.0.1", "port": feature_port},
             **args,
         )
         try:
             serve.run(compose(settings, options), name=APP, route_prefix="/cliplens")
-            yield Running(f"127.0.0.1:{grpc_port}", index)
+            yield Running(f"127.0.0.1:{grpc_port}", index, f"127.0.0.1:{feature_port}")
         finally:
             serve.shutdown()
             ray.shutdown()

@@ -58,7 +58,8 @@ def test_s3_and_local_runs_are_identical_and_match_a_plain_forward(
     parquet = cifar_subset(shared_cifar, tmp_path, 300)
     assert extract(parquet, str(tmp_path / "local"), "--dataset-id", "cifar300") == 0
     assert extract(parquet, "s3://extract-test/store", "--dataset-id", "cifar300") == 0
-    assert "rows encoded: 300" in capsys.readouterr().out
+    out = capsys.readouterr().out
+    assert "rows encoded: 300" in out and "rows/s after" in out
     local, s3 = LocalStore(tmp_path / "local"), open_store("s3://extract-test/store")
     for site in SITES:
         run_ids = {key.split("/")[1] for key in local.list("runs/") if key.endswith("manifest.json")}

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 
@@ -12,6 +13,7 @@ import torch
 from cliplens.core.errors import InvalidInputError
 from cliplens.demo.local_stack import RedisServer
 from cliplens.store import (
+    AsyncTopKReader,
     LatentStats,
     LocalStore,
     StoreUnavailableError,
@@ -108,17 +110,47 @@ def test_stats_round_trip(redis_server: RedisServer) -> None:
     assert cache.stats("sae-c", 5) is None
 
 
+def test_async_reader_answers_like_the_cache(redis_server: RedisServer) -> None:
+    cache = TopKCache(redis_server.url, k=K)
+    reader = AsyncTopKReader(redis_server.url, k=K)
+    fill(cache, "sae-e", activations())
+    stats = LatentStats(3, 90, [0.0, 1.0], [3], {"cat": 3})
+    cache.set_stats("sae-e", 2, stats)
+
+    async def read() -> tuple[dict[int, list[TopKEntry] | None], list[TopKEntry] | None, list[object]]:
+        tops = {latent: await reader.top("sae-e", latent) for latent in range(D_SAE)}
+        miss = await reader.top("never-filled", 1)
+        return tops, miss, [await reader.stats("sae-e", 2), await reader.stats("sae-e", 3)]
+
+    tops, miss, found = asyncio.run(read())
+    assert tops == cached(cache, "sae-e") and miss is None and found == [stats, None]
+
+
 def test_reads_miss_without_raising_when_redis_is_down(tmp_path: Path) -> None:
     server = RedisServer(tmp_path)
     server.start()
     cache = TopKCache(server.url, k=K, timeout_s=0.5)
+    reader = AsyncTopKReader(server.url, k=K, timeout_s=0.5)
     fill(cache, "sae-d", activations())
     assert cache.top("sae-d", 1)
-    server.stop()
-    assert cache.top("sae-d", 1) is None
-    assert cache.stats("sae-d", 1) is None
-    with pytest.raises(StoreUnavailableError, match="Redis cache unavailable"):
-        cache.mark_ready("sae-d", D_SAE)
+
+    async def across_a_restart() -> list[object]:
+        before = await reader.top("sae-d", 1)
+        server.stop()
+        down = [cache.top("sae-d", 1), cache.stats("sae-d", 1)]
+        down += [await reader.top("sae-d", 1), await reader.stats("sae-d", 1)]
+        with pytest.raises(StoreUnavailableError, match="Redis cache unavailable"):
+            cache.mark_ready("sae-d", D_SAE)
+        server.start()
+        fill(cache, "sae-d", activations())
+        return [before, down, await reader.top("sae-d", 1)]
+
+    try:
+        before, down, after = asyncio.run(across_a_restart())
+    finally:
+        server.stop()
+    assert down == [None] * 4
+    assert before and after == before  # the pooled connection that outlived the restart is replaced
 
 
 def test_bad_arguments_are_rejected(redis_server: RedisServer) -> None:

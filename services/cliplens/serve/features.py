@@ -10,7 +10,14 @@ import asyncio
 from dataclasses import dataclass
 
 from cliplens.serve.metrics import metrics
-from cliplens.store import LatentStats, ObjectStore, TopKCache, TopKEntry, TopKRow, read_topk_results
+from cliplens.store import (
+    AsyncTopKReader,
+    LatentStats,
+    ObjectStore,
+    TopKEntry,
+    TopKRow,
+    read_topk_results,
+)
 
 
 @dataclass(frozen=True)
@@ -30,11 +37,11 @@ class FeatureIndex:
 
     def __init__(self, store: ObjectStore, redis_url: str | None, timeout_s: float = 0.5) -> None:
         self.store = store
-        self.cache = TopKCache(redis_url, timeout_s=timeout_s)
+        self.cache = AsyncTopKReader(redis_url, timeout_s=timeout_s)
         self._store_rows: dict[str, dict[int, list[TopKRow]]] = {}
 
     async def top(self, sae_id: str, run_id: str, latent: int, k: int) -> TopAnswer:
-        entries = await asyncio.to_thread(self.cache.top, sae_id, latent, k)
+        entries = await self.cache.top(sae_id, latent, k)
         self._count("redis_topk", entries is not None)
         if entries is not None:
             return TopAnswer(entries, True)
@@ -42,7 +49,7 @@ class FeatureIndex:
         return TopAnswer([TopKEntry(row.key, row.activation, row.label) for row in rows], False)
 
     async def stats(self, sae_id: str, latent: int) -> StatsAnswer:
-        stats = await asyncio.to_thread(self.cache.stats, sae_id, latent)
+        stats = await self.cache.stats(sae_id, latent)
         self._count("redis_stats", stats is not None)
         return StatsAnswer(stats, stats is not None)
 

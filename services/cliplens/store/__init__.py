@@ -23,13 +23,14 @@ from cliplens.store.run_reader import ActivationRun, ShuffledBatches
 from cliplens.store.run_writer import ActivationWriter
 from cliplens.store.runs import Manifest, RunSpec, ShardInfo, run_id
 from cliplens.store.saes import SaeRecord, list_saes, load_sae_from_store, read_sae_record, save_sae_to_store
-from cliplens.store.topk_cache import LatentStats, TopKCache, TopKEntry
+from cliplens.store.topk_cache import AsyncTopKReader, LatentStats, TopKCache, TopKEntry
 from cliplens.store.topk_results import TopKRow, read_topk_results, topk_results_key, write_topk_results
 
 __all__ = [
     "DEFAULT_MAX_PIXELS",
     "ActivationRun",
     "ActivationWriter",
+    "AsyncTopKReader",
     "LatentStats",
     "LocalStore",
     "Manifest",

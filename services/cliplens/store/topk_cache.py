@@ -27,11 +27,12 @@ import json
 import logging
 import os
 import re
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections.abc import Awaitable, Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
-from typing import Any, TypeVar, cast
+from typing import Any, TypeVar
 
 import redis
+import redis.asyncio
 from torch import Tensor
 
 from cliplens.core.errors import InvalidInputError, ShapeMismatchError
@@ -45,6 +46,8 @@ PIPELINE_COMMANDS = 2000
 _SAE_ID = re.compile(r"^[A-Za-z0-9._-]+$")
 _log = logging.getLogger(__name__)
 T = TypeVar("T")
+P = TypeVar("P", redis.client.Pipeline, redis.asyncio.client.Pipeline)
+R = TypeVar("R")
 
 
 @dataclass(frozen=True)
@@ -69,12 +72,9 @@ class TopKCache:
     def __init__(self, url: str | None = None, *, k: int = 16, timeout_s: float = 2.0) -> None:
         if k < 1:
             raise InvalidInputError(f"k must be at least 1, got {k}")
-        url = url or os.environ.get(REDIS_URL_ENV) or DEFAULT_REDIS_URL
-        if not url.startswith(("redis://", "rediss://", "unix://")):
-            raise InvalidInputError(f"Redis URL must start with redis://, rediss:// or unix://, got '{url}'")
         self.k = k
         self.client = redis.Redis.from_url(
-            url, socket_timeout=timeout_s, socket_connect_timeout=timeout_s, decode_responses=True
+            _redis_url(url), socket_timeout=timeout_s, socket_connect_timeout=timeout_s, decode_responses=True
         )
 
     def update(
@@ -117,14 +117,14 @@ class TopKCache:
     def mark_ready(self, sae_id: str, d_sae: int) -> None:
         """Declare the SAE's cache complete; reads answer from it from now on."""
         self._write(
-            lambda pipe: pipe.hset(self._sae_key(sae_id), mapping={"k": self.k, "d_sae": d_sae, "ready": 1})
+            lambda pipe: pipe.hset(_sae_key(sae_id), mapping={"k": self.k, "d_sae": d_sae, "ready": 1})
         )
 
     def clear(self, sae_id: str) -> None:
         """Delete every key of ``sae_id``."""
         _check_sae_id(sae_id)
         patterns = [f"{KEY_PREFIX}:{kind}:{sae_id}:*" for kind in ("topk", "stats")]
-        singles = [self._sae_key(sae_id), self._labels_key(sae_id)]
+        singles = [_sae_key(sae_id), _labels_key(sae_id)]
         try:
             doomed = singles + [
                 key for pattern in patterns for key in self.client.scan_iter(match=pattern, count=1000)
@@ -144,44 +144,32 @@ class TopKCache:
             "histogram": json.dumps({"edges": stats.histogram_edges, "counts": stats.histogram_counts}),
             **{f"label:{label}": count for label, count in stats.label_counts.items()},
         }
-        key = self._stats_key(sae_id, latent)
+        key = _stats_key(sae_id, latent)
         self._write(lambda pipe: (pipe.delete(key), pipe.hset(key, mapping=mapping)))
 
     def top(self, sae_id: str, latent: int, n: int | None = None) -> list[TopKEntry] | None:
         """The latent's top entries, highest first; ``None`` on a miss (Redis down or not filled)."""
         _check_sae_id(sae_id)
         try:
-            if not self.client.hget(self._sae_key(sae_id), "ready"):
+            with self.client.pipeline(transaction=False) as pipe:  # one round trip for both reads
+                ready, members = _queue_top(pipe, sae_id, latent, n or self.k).execute()
+            if not ready:
                 return None
-            members = cast(
-                list[tuple[str, float]],
-                self.client.zrevrange(self._topk_key(sae_id, latent), 0, (n or self.k) - 1, withscores=True),
-            )
-            keys = [member for member, _ in members]
-            labels = cast(list[str | None], self.client.hmget(self._labels_key(sae_id), keys) if keys else [])
+            labels = self.client.hmget(_labels_key(sae_id), _keys(members)) if members else []
         except redis.RedisError as exc:
             _log.warning("top-k cache miss for %s latent %d: %s", sae_id, latent, exc)
             return None
-        return [TopKEntry(m, float(score), label) for (m, score), label in zip(members, labels, strict=True)]
+        return _entries(members, labels)
 
     def stats(self, sae_id: str, latent: int) -> LatentStats | None:
         """The latent's statistics; ``None`` on a miss."""
         _check_sae_id(sae_id)
         try:
-            raw = cast(dict[str, str], self.client.hgetall(self._stats_key(sae_id, latent)))
+            raw = self.client.hgetall(_stats_key(sae_id, latent))
         except redis.RedisError as exc:
             _log.warning("stats cache miss for %s latent %d: %s", sae_id, latent, exc)
             return None
-        if not raw:
-            return None
-        histogram = json.loads(raw.get("histogram", "{}"))
-        return LatentStats(
-            fires=int(raw["fires"]),
-            rows=int(raw["rows"]),
-            histogram_edges=histogram.get("edges", []),
-            histogram_counts=histogram.get("counts", []),
-            label_counts={k.removeprefix("label:"): int(v) for k, v in raw.items() if k.startswith("label:")},
-        )
+        return _stats(raw)
 
     def _merge(self, sae_id: str, rows: Sequence[TopKRow]) -> None:
         by_latent: dict[int, dict[str, float]] = {}
@@ -191,11 +179,11 @@ class TopKCache:
 
         def commands(pipe: redis.client.Pipeline) -> None:
             for latent, scores in by_latent.items():
-                key = self._topk_key(sae_id, latent)
+                key = _topk_key(sae_id, latent)
                 pipe.zadd(key, scores, gt=True)
                 pipe.zremrangebyrank(key, 0, -(self.k + 1))
             if labels:
-                pipe.hset(self._labels_key(sae_id), mapping=labels)
+                pipe.hset(_labels_key(sae_id), mapping=labels)
 
         self._write(commands)
 
@@ -207,21 +195,105 @@ class TopKCache:
         except redis.RedisError as exc:
             raise StoreUnavailableError(f"Redis cache unavailable for writing: {exc}") from exc
 
-    @staticmethod
-    def _sae_key(sae_id: str) -> str:
-        return f"{KEY_PREFIX}:sae:{sae_id}"
 
-    @staticmethod
-    def _labels_key(sae_id: str) -> str:
-        return f"{KEY_PREFIX}:labels:{sae_id}"
+class AsyncTopKReader:
+    """The read side of :class:`TopKCache` on ``redis.asyncio``, for servers on an event loop."""
 
-    @staticmethod
-    def _topk_key(sae_id: str, latent: int) -> str:
-        return f"{KEY_PREFIX}:topk:{sae_id}:{latent}"
+    def __init__(self, url: str | None = None, *, k: int = 16, timeout_s: float = 2.0) -> None:
+        self.k = k
+        self.client = redis.asyncio.Redis.from_url(
+            _redis_url(url), socket_timeout=timeout_s, socket_connect_timeout=timeout_s, decode_responses=True
+        )
 
-    @staticmethod
-    def _stats_key(sae_id: str, latent: int) -> str:
-        return f"{KEY_PREFIX}:stats:{sae_id}:{latent}"
+    async def top(self, sae_id: str, latent: int, n: int | None = None) -> list[TopKEntry] | None:
+        """As :meth:`TopKCache.top`."""
+        _check_sae_id(sae_id)
+
+        async def lookup() -> list[TopKEntry] | None:
+            async with self.client.pipeline(transaction=False) as pipe:
+                ready, members = await _queue_top(pipe, sae_id, latent, n or self.k).execute()
+            if not ready:
+                return None
+            labels = await self.client.hmget(_labels_key(sae_id), _keys(members)) if members else []
+            return _entries(members, labels)
+
+        return await self._read(lookup, f"top-k cache miss for {sae_id} latent {latent}")
+
+    async def stats(self, sae_id: str, latent: int) -> LatentStats | None:
+        """As :meth:`TopKCache.stats`."""
+        _check_sae_id(sae_id)
+
+        async def lookup() -> LatentStats | None:
+            return _stats(await self.client.hgetall(_stats_key(sae_id, latent)))
+
+        return await self._read(lookup, f"stats cache miss for {sae_id} latent {latent}")
+
+    async def _read(self, lookup: Callable[[], Awaitable[R]], miss: str) -> R | None:
+        """``lookup()``, tried again once on a connection error (a pooled connection that outlived a
+        Redis restart fails once; asyncio pipelines do not retry it); ``None`` when Redis fails."""
+        for attempt in (1, 2):
+            try:
+                return await lookup()
+            except redis.ConnectionError as exc:
+                if attempt == 2:
+                    _log.warning("%s: %s", miss, exc)
+            except redis.RedisError as exc:
+                _log.warning("%s: %s", miss, exc)
+                break
+        return None
+
+
+def _redis_url(url: str | None) -> str:
+    url = url or os.environ.get(REDIS_URL_ENV) or DEFAULT_REDIS_URL
+    if not url.startswith(("redis://", "rediss://", "unix://")):
+        raise InvalidInputError(f"Redis URL must start with redis://, rediss:// or unix://, got '{url}'")
+    return url
+
+
+def _sae_key(sae_id: str) -> str:
+    return f"{KEY_PREFIX}:sae:{sae_id}"
+
+
+def _labels_key(sae_id: str) -> str:
+    return f"{KEY_PREFIX}:labels:{sae_id}"
+
+
+def _topk_key(sae_id: str, latent: int) -> str:
+    return f"{KEY_PREFIX}:topk:{sae_id}:{latent}"
+
+
+def _stats_key(sae_id: str, latent: int) -> str:
+    return f"{KEY_PREFIX}:stats:{sae_id}:{latent}"
+
+
+def _queue_top(pipe: P, sae_id: str, latent: int, n: int) -> P:
+    """Queue the reads of a top-k lookup: the SAE's ready flag, then the latent's ``n`` best."""
+    pipe.hget(_sae_key(sae_id), "ready")
+    pipe.zrevrange(_topk_key(sae_id, latent), 0, n - 1, withscores=True)
+    return pipe
+
+
+def _keys(members: list[tuple[str, float]]) -> list[str]:
+    return [member for member, _ in members]
+
+
+def _entries(members: list[tuple[str, float]], labels: list[Any]) -> list[TopKEntry]:
+    """Entries from ZREVRANGE members and HMGET labels (str or None: the clients decode responses)."""
+    return [TopKEntry(m, float(score), label) for (m, score), label in zip(members, labels, strict=True)]
+
+
+def _stats(raw: dict[Any, Any]) -> LatentStats | None:
+    """Statistics from a stats hash (str keys and values: the clients decode responses)."""
+    if not raw:
+        return None
+    histogram = json.loads(raw.get("histogram", "{}"))
+    return LatentStats(
+        fires=int(raw["fires"]),
+        rows=int(raw["rows"]),
+        histogram_edges=histogram.get("edges", []),
+        histogram_counts=histogram.get("counts", []),
+        label_counts={k.removeprefix("label:"): int(v) for k, v in raw.items() if k.startswith("label:")},
+    )
 
 
 def _check_sae_id(sae_id: str) -> None:
