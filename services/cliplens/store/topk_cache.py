@@ -45,8 +45,18 @@ KEY_PREFIX = "cliplens:v1"
 PIPELINE_COMMANDS = 2000
 _SAE_ID = re.compile(r"^[A-Za-z0-9._-]+$")
 _log = logging.getLogger(__name__)
+# One round trip for a lookup: the SAE's ready flag, the latent's best ARGV[1] + 1 members with their
+# scores, and those members' labels. Returns nil (a miss) until the SAE is marked ready.
+TOP_SCRIPT = """
+if not redis.call('HGET', KEYS[1], 'ready') then return nil end
+local members = redis.call('ZREVRANGE', KEYS[2], 0, tonumber(ARGV[1]), 'WITHSCORES')
+local keys = {}
+for i = 1, #members, 2 do keys[#keys + 1] = members[i] end
+local labels = {}
+if #keys > 0 then labels = redis.call('HMGET', KEYS[3], unpack(keys)) end
+return {members, labels}
+"""
 T = TypeVar("T")
-P = TypeVar("P", redis.client.Pipeline, redis.asyncio.client.Pipeline)
 R = TypeVar("R")
 
 
@@ -76,6 +86,7 @@ class TopKCache:
         self.client = redis.Redis.from_url(
             _redis_url(url), socket_timeout=timeout_s, socket_connect_timeout=timeout_s, decode_responses=True
         )
+        self._top_script = self.client.register_script(TOP_SCRIPT)
 
     def update(
         self,
@@ -151,15 +162,11 @@ class TopKCache:
         """The latent's top entries, highest first; ``None`` on a miss (Redis down or not filled)."""
         _check_sae_id(sae_id)
         try:
-            with self.client.pipeline(transaction=False) as pipe:  # one round trip for both reads
-                ready, members = _queue_top(pipe, sae_id, latent, n or self.k).execute()
-            if not ready:
-                return None
-            labels = self.client.hmget(_labels_key(sae_id), _keys(members)) if members else []
+            found = self._top_script(keys=_top_keys(sae_id, latent), args=[(n or self.k) - 1])
         except redis.RedisError as exc:
             _log.warning("top-k cache miss for %s latent %d: %s", sae_id, latent, exc)
             return None
-        return _entries(members, labels)
+        return _entries(found)
 
     def stats(self, sae_id: str, latent: int) -> LatentStats | None:
         """The latent's statistics; ``None`` on a miss."""
@@ -204,18 +211,14 @@ class AsyncTopKReader:
         self.client = redis.asyncio.Redis.from_url(
             _redis_url(url), socket_timeout=timeout_s, socket_connect_timeout=timeout_s, decode_responses=True
         )
+        self._top_script = self.client.register_script(TOP_SCRIPT)
 
     async def top(self, sae_id: str, latent: int, n: int | None = None) -> list[TopKEntry] | None:
         """As :meth:`TopKCache.top`."""
         _check_sae_id(sae_id)
 
         async def lookup() -> list[TopKEntry] | None:
-            async with self.client.pipeline(transaction=False) as pipe:
-                ready, members = await _queue_top(pipe, sae_id, latent, n or self.k).execute()
-            if not ready:
-                return None
-            labels = await self.client.hmget(_labels_key(sae_id), _keys(members)) if members else []
-            return _entries(members, labels)
+            return _entries(await self._top_script(keys=_top_keys(sae_id, latent), args=[(n or self.k) - 1]))
 
         return await self._read(lookup, f"top-k cache miss for {sae_id} latent {latent}")
 
@@ -266,20 +269,17 @@ def _stats_key(sae_id: str, latent: int) -> str:
     return f"{KEY_PREFIX}:stats:{sae_id}:{latent}"
 
 
-def _queue_top(pipe: P, sae_id: str, latent: int, n: int) -> P:
-    """Queue the reads of a top-k lookup: the SAE's ready flag, then the latent's ``n`` best."""
-    pipe.hget(_sae_key(sae_id), "ready")
-    pipe.zrevrange(_topk_key(sae_id, latent), 0, n - 1, withscores=True)
-    return pipe
+def _top_keys(sae_id: str, latent: int) -> list[str]:
+    return [_sae_key(sae_id), _topk_key(sae_id, latent), _labels_key(sae_id)]
 
 
-def _keys(members: list[tuple[str, float]]) -> list[str]:
-    return [member for member, _ in members]
-
-
-def _entries(members: list[tuple[str, float]], labels: list[Any]) -> list[TopKEntry]:
-    """Entries from ZREVRANGE members and HMGET labels (str or None: the clients decode responses)."""
-    return [TopKEntry(m, float(score), label) for (m, score), label in zip(members, labels, strict=True)]
+def _entries(found: list[Any] | None) -> list[TopKEntry] | None:
+    """Entries from :data:`TOP_SCRIPT`'s answer (None: a miss; str values: the clients decode)."""
+    if found is None:
+        return None
+    members, labels = found
+    pairs = zip(members[::2], members[1::2], strict=True)
+    return [TopKEntry(key, float(score), label) for (key, score), label in zip(pairs, labels, strict=True)]
 
 
 def _stats(raw: dict[Any, Any]) -> LatentStats | None:
