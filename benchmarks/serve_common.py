@@ -23,7 +23,7 @@ from demo_index import DemoIndex, build_demo_index  # noqa: E402
 from cliplens.core.models import load_clip  # noqa: E402
 from cliplens.demo.local_stack import RedisServer, free_ports  # noqa: E402
 from cliplens.serve.app import GRPC_SERVICER_FUNCTIONS, compose  # noqa: E402
-from cliplens.serve.settings import AppSettings  # noqa: E402
+from cliplens.serve.settings import AppSettings, FeaturePortSettings  # noqa: E402
 
 APP = "cliplens"
 
@@ -59,7 +59,7 @@ def serve_app(models: list[str], options: dict[str, dict[str, Any]], **args: Any
             store_uri=str(index.store_dir),
             image_store_uri=str(index.bucket_dir),
             redis_url=redis.url,
-            feature_port={"host": "127.0.0.1", "port": feature_port},
+            feature_port=FeaturePortSettings(host="127.0.0.1", port=feature_port),
             **args,
         )
         try:
