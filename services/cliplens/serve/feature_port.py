@@ -9,7 +9,6 @@ low-latency path. Replicas on one node share the port (SO_REUSEPORT).
 
 from __future__ import annotations
 
-import gc
 from typing import Any
 
 import grpc
@@ -82,6 +81,3 @@ class FeatureGateway:
         if self.server.add_insecure_port(address) == 0:
             raise RuntimeError(f"FeatureGateway could not listen on {address}")
         await self.server.start()
-        # Objects alive now (modules, the catalog) live as long as the replica: keep them out of the
-        # garbage collector's passes, whose pauses would land in the lookups' tail latency.
-        gc.freeze()
