@@ -69,7 +69,7 @@ def main() -> None:
     parser.add_argument("--seconds", type=float, default=8.0, help="per rate")
     parser.add_argument("--paths", nargs="+", choices=PATHS, default=list(PATHS))
     parser.add_argument(
-        "--settle-s", type=float, default=30.0, help="idle time after start-up (replicas finish loading)"
+        "--settle-s", type=float, default=90.0, help="idle time after start-up (replicas finish loading)"
     )
     args = parser.parse_args()
     if not GHZ.is_file():
