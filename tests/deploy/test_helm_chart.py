@@ -228,6 +228,9 @@ def test_feature_gateway_runs_on_the_head_behind_its_service() -> None:
         assert [(p["port"], p["targetPort"]) for p in service["spec"]["ports"]] == [(port, port)]
     no_gateway = render("--set", "serve.args.feature_port.port=0")
     assert not [m for m in no_gateway if m["metadata"]["name"].endswith("-features")]
+    # Serve refuses options for a deployment the app does not have: the gateway's entry goes too.
+    shipped = set(deployments(yaml.safe_load(SERVE_CONFIG.read_text())))
+    assert set(deployments(serve_config(no_gateway))) == shipped - {"FeatureGateway"}
 
 
 def env_of(template: dict[str, Any]) -> dict[str, dict[str, Any]]:

@@ -100,6 +100,14 @@ as Serve replaces fields), and args.redis_url dropped when it is not the URL thi
 {{- range $name, $_ := .Values.serve.deployments }}
 {{- if not (has $name $known) }}{{ fail (printf "serve.deployments.%s: no such deployment in the Serve config (%s)" $name (join ", " $known)) }}{{ end }}
 {{- end }}
+{{- /* feature_port.port 0: the app has no FeatureGateway, and Serve refuses options for a deployment it lacks. */}}
+{{- if not (($args.feature_port | default dict).port | default 0 | int) }}
+{{- $kept := list }}
+{{- range $deployment := $app.deployments }}
+{{- if ne $deployment.name "FeatureGateway" }}{{ $kept = append $kept $deployment }}{{ end }}
+{{- end }}
+{{- $_ := set $app "deployments" $kept }}
+{{- end }}
 {{- toYaml $config }}
 {{- end }}
 
