@@ -9,9 +9,11 @@ low-latency path. Replicas on one node share the port (SO_REUSEPORT).
 
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 import grpc
+from google.protobuf.message import Message
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 from ray import serve
@@ -34,32 +36,20 @@ class FeatureServicer(features_pb2_grpc.FeatureServiceServicer):
     def __init__(self, api: FeatureApi, auth: TokenAuth) -> None:
         self.api, self.auth = api, auth
 
-    async def TopActivations(self, request: Any, context: Any) -> features_pb2.TopActivationsResponse:
-        return await answer(
-            "TopActivations",
-            self.auth,
-            context,
-            features_pb2.TopActivationsResponse,
-            lambda: self.api.top_activations(request),
-        )
+    async def TopActivations(self, request: Any, context: Any) -> Message:
+        return await self._answer("TopActivations", self.api.top_activations, request, context)
 
-    async def LatentInfo(self, request: Any, context: Any) -> features_pb2.LatentInfoResponse:
-        return await answer(
-            "LatentInfo",
-            self.auth,
-            context,
-            features_pb2.LatentInfoResponse,
-            lambda: self.api.latent_info(request),
-        )
+    async def LatentInfo(self, request: Any, context: Any) -> Message:
+        return await self._answer("LatentInfo", self.api.latent_info, request, context)
 
-    async def SearchLatents(self, request: Any, context: Any) -> features_pb2.SearchLatentsResponse:
-        return await answer(
-            "SearchLatents",
-            self.auth,
-            context,
-            features_pb2.SearchLatentsResponse,
-            lambda: self.api.search_latents(request),
-        )
+    async def SearchLatents(self, request: Any, context: Any) -> Message:
+        return await self._answer("SearchLatents", self.api.search_latents, request, context)
+
+    async def _answer(
+        self, method: str, handler: Callable[[Any], Awaitable[Message]], request: Any, context: Any
+    ) -> Message:
+        empty = getattr(features_pb2, f"{method}Response")
+        return await answer(method, self.auth, context, empty, lambda: handler(request))
 
 
 @serve.deployment(name="FeatureGateway", max_ongoing_requests=4, ray_actor_options={"num_cpus": 0.5})
