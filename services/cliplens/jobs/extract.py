@@ -173,7 +173,8 @@ def _pipeline(
                 "image_size": clip.image_size,
                 "max_pixels": config.max_pixels,
             },
-            batch_size=config.decode_batch_size,
+            # Each block is one batch: a batch size would merge the small blocks of small shards.
+            batch_size=None,
             batch_format="numpy",
             num_cpus=1,
             compute=ray.data.TaskPoolStrategy(size=_decoders(config, gpus)),
