@@ -5,13 +5,21 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import numpy as np
 import open_clip
 import pytest
 import torch
+from PIL import Image
 from safetensors.torch import save_file
+from torchvision.transforms import Compose, Resize, ToTensor
 
-from cliplens.core.errors import NotFoundError, UnknownArchitectureError, WeightsNotFoundError
-from cliplens.core.models import ASSETS_DIR, LoadedClip, ModelRegistry, ModelSpec, load_clip
+from cliplens.core.errors import (
+    InvalidInputError,
+    NotFoundError,
+    UnknownArchitectureError,
+    WeightsNotFoundError,
+)
+from cliplens.core.models import ASSETS_DIR, LoadedClip, ModelRegistry, ModelSpec, PixelSteps, load_clip
 from tiny_models import tiny_spec
 
 
@@ -107,3 +115,28 @@ def test_demo_model_loads_with_plain_open_clip() -> None:
     images = _images()
     with torch.no_grad():
         assert torch.allclose(model.eval().encode_image(images), ours.model.encode_image(images))
+
+
+def _photos() -> list[Image.Image]:
+    """A non-square RGB photo-like image, a grayscale one and an RGBA one (different sizes)."""
+    generator = np.random.default_rng(3)
+    rgb = Image.fromarray(generator.integers(0, 256, (45, 70, 3), dtype=np.uint8))
+    gray = Image.fromarray(generator.integers(0, 256, (64, 40), dtype=np.uint8))
+    rgba = Image.fromarray(generator.integers(0, 256, (33, 33, 4), dtype=np.uint8))
+    return [rgb, gray, rgba]
+
+
+@pytest.mark.parametrize("dtype", ["fp32", "bf16"])
+def test_batched_preprocessing_equals_open_clips_transform(tiny_clip: LoadedClip, dtype: str) -> None:
+    clip = load_clip(tiny_clip.spec, device="cpu", dtype=dtype)
+    photos = _photos()
+    pixels = torch.stack([clip.pixel_steps.pixels(photo) for photo in photos])
+    assert pixels.dtype == torch.uint8 and pixels.shape == (3, 3, 32, 32)
+    expected = torch.stack([clip.preprocess(photo) for photo in photos]).to(clip.dtype)
+    assert torch.equal(clip.normalise_pixels(pixels), expected)
+    assert torch.equal(clip.preprocess_images(photos), expected)
+
+
+def test_transform_without_totensor_normalize_tail_is_named() -> None:
+    with pytest.raises(InvalidInputError, match=r"ToTensor, Normalize.*\['Resize', 'ToTensor'\]"):
+        PixelSteps.of(Compose([Resize(32), ToTensor()]))

@@ -10,11 +10,13 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import open_clip
 import torch
-from jaxtyping import Float
+from jaxtyping import Float, UInt8
 from PIL import Image
 from torch import Tensor
+from torchvision.transforms import Compose, Normalize, ToTensor
 
 from cliplens.core.errors import (
     InvalidInputError,
@@ -101,6 +103,41 @@ class ModelRegistry:
         return model_id in self._specs
 
 
+@dataclass(frozen=True)
+class PixelSteps:
+    """open_clip's eval transform split at ``ToTensor``: image steps per image, then one batched
+    normalisation (same values as the per-image transform, less work under the GIL, and uint8
+    pixels until the model's device)."""
+
+    image_steps: Callable[[Image.Image], Image.Image]
+    mean: tuple[float, ...]
+    std: tuple[float, ...]
+
+    @classmethod
+    def of(cls, preprocess: Callable[[Image.Image], Tensor]) -> PixelSteps:
+        """Split a ``Compose([...image steps, ToTensor, Normalize])``; raise naming what differs."""
+        steps = list(getattr(preprocess, "transforms", []))
+        tail = [type(step).__name__ for step in steps[-2:]]
+        if len(steps) < 2 or not isinstance(steps[-2], ToTensor) or not isinstance(steps[-1], Normalize):
+            raise InvalidInputError(
+                f"image transform must end with ToTensor, Normalize to be split; its last steps are {tail}"
+            )
+        return cls(Compose(steps[:-2]), tuple(steps[-1].mean), tuple(steps[-1].std))
+
+    def pixels(self, image: Image.Image) -> UInt8[Tensor, "3 height width"]:
+        """The image steps' output as a uint8 ``(3, height, width)`` tensor."""
+        return torch.from_numpy(np.array(self.image_steps(image))).permute(2, 0, 1)
+
+    def normalise(
+        self, pixels: UInt8[Tensor, "batch 3 height width"], device: torch.device, dtype: torch.dtype
+    ) -> Float[Tensor, "batch 3 height width"]:
+        """``ToTensor`` + ``Normalize`` over a whole batch, on ``device``, cast to ``dtype`` last."""
+        mean = torch.tensor(self.mean, device=device).view(1, -1, 1, 1)
+        std = torch.tensor(self.std, device=device).view(1, -1, 1, 1)
+        scaled = pixels.to(device).float().div(255)
+        return scaled.sub_(mean).div_(std).to(dtype)
+
+
 @dataclass
 class LoadedClip:
     """An open_clip model in eval mode with its preprocessing and tokenizer."""
@@ -111,6 +148,7 @@ class LoadedClip:
     tokenizer: Callable[[list[str]], Tensor]
     device: torch.device
     dtype: torch.dtype
+    pixel_steps: PixelSteps
 
     @property
     def image_size(self) -> int:
@@ -123,7 +161,13 @@ class LoadedClip:
 
     def preprocess_images(self, images: list[Image.Image]) -> Float[Tensor, "batch 3 height width"]:
         """Preprocess PIL images into a batch on the model's device and dtype."""
-        return torch.stack([self.preprocess(image) for image in images]).to(self.device, self.dtype)
+        return self.normalise_pixels(torch.stack([self.pixel_steps.pixels(image) for image in images]))
+
+    def normalise_pixels(
+        self, pixels: UInt8[Tensor, "batch 3 height width"]
+    ) -> Float[Tensor, "batch 3 height width"]:
+        """uint8 pixels from :meth:`PixelSteps.pixels` -> the model's input, on its device and dtype."""
+        return self.pixel_steps.normalise(pixels, self.device, self.dtype)
 
     def encode_texts(self, texts: list[str]) -> Float[Tensor, "n_texts d_embed"]:
         """Text embeddings (not normalised) for ``texts``."""
@@ -185,7 +229,7 @@ def load_clip(
         ) from exc
     clip = clip.to(torch_dtype).eval()
     tokenizer = open_clip.get_tokenizer(spec.arch)
-    return LoadedClip(spec, clip, preprocess, tokenizer, torch_device, torch_dtype)
+    return LoadedClip(spec, clip, preprocess, tokenizer, torch_device, torch_dtype, PixelSteps.of(preprocess))
 
 
 def _resolve_relative(value: str | None, base: Path) -> str | None:

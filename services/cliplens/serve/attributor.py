@@ -25,7 +25,7 @@ from cliplens.core.steering import LatentEdit, steer_images
 from cliplens.core.zeroshot import text_classifier
 from cliplens.serve.batching import QueueDepth, configure_batching, group_indices, record_batch
 from cliplens.serve.catalog import Catalog
-from cliplens.serve.encoder import LabelledImage, preprocess
+from cliplens.serve.encoder import LabelledImage, image_pixels
 from cliplens.serve.labels import LatentLabeller
 from cliplens.serve.loading import load_models
 from cliplens.serve.results import (
@@ -68,7 +68,7 @@ class Attributor:
         device = next(iter(self.models.values())).device
         self.get_sae = multiplexed_sae_getter(settings, store, device)
         self.labeller = LatentLabeller()
-        self.pool = ThreadPoolExecutor(2, thread_name_prefix="preprocess")
+        self.pool = ThreadPoolExecutor(settings.preprocess_threads, thread_name_prefix="preprocess")
         configure_batching(self._attribute_batch, settings.attribution_batch)
         self.queue = QueueDepth("attribute_latents")
 
@@ -146,9 +146,10 @@ class Attributor:
 
     async def _pixels(self, clip: LoadedClip, image: LabelledImage) -> Tensor:
         loop = asyncio.get_running_loop()
-        return await loop.run_in_executor(
-            self.pool, preprocess, clip, [image], self.settings.limits.max_image_pixels
+        pixels = await loop.run_in_executor(
+            self.pool, image_pixels, clip, [image], self.settings.limits.max_image_pixels
         )
+        return clip.normalise_pixels(pixels)
 
 
 def _top_latents(attribution: LatentAttribution, image: int, top_n: int) -> list[list[int]]:
@@ -206,7 +207,7 @@ def _with_labels(result: AttributionResult, labels: list[list[list[Label]]]) -> 
 def _decompose(clip: LoadedClip, pixels: Tensor, text: str) -> DecompositionResult:
     with torch.no_grad():
         text_embedding = clip.encode_texts([text])[0]
-        scores = direct_effects(decompose(clip.model, pixels.to(clip.device, clip.dtype)), text_embedding)
+        scores = direct_effects(decompose(clip.model, pixels), text_embedding)
     heads = scores.per_head()[0, :, :, 0].cpu()
     layers = [
         LayerShare(float(heads[layer].sum()), float(scores.mlp[0, layer, 0]), heads[layer].tolist())
@@ -226,9 +227,8 @@ def _steer(
     clip: LoadedClip, sae: Sae, pixels: Tensor, edits: list[LatentEdit], class_names: list[str]
 ) -> SteeringResult:
     with torch.no_grad():
-        images = pixels.to(clip.device, clip.dtype)
-        original = clip.model.encode_image(images).float()
-        steered = steer_images(clip, sae, images, edits).float()
+        original = clip.model.encode_image(pixels).float()
+        steered = steer_images(clip, sae, pixels, edits).float()
         before: list[float] = []
         after: list[float] = []
         if class_names:

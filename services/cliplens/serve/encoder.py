@@ -1,7 +1,9 @@
 """Encoder deployment: image and text embeddings with dynamic batching across requests.
 
-Decoding and preprocessing run in a thread pool on the request path; the batched call only stacks
-ready tensors and runs the model, so the accelerator never waits for JPEG decoding. Batch sizes count
+Decoding, resizing and cropping run in a thread pool on the request path and yield uint8 pixels; the
+batched call stacks them, normalises the whole batch on the model's device and runs the model, so the
+accelerator never waits for JPEG decoding and per-image Python work stays small (it shares the GIL
+with the model's own Python). Batch sizes count
 rows (images or texts), not requests: a request larger than one batch is split into several.
 """
 
@@ -64,17 +66,21 @@ def model_facts(clip: LoadedClip) -> ModelFacts:
     )
 
 
-def preprocess(clip: LoadedClip, images: list[LabelledImage], max_pixels: int) -> Tensor:
-    """Decoded, preprocessed images as one CPU float tensor ``(n, 3, size, size)``."""
-    return torch.stack([clip.preprocess(decode_rgb(field, data, max_pixels)) for field, data in images])
+def image_pixels(clip: LoadedClip, images: list[LabelledImage], max_pixels: int) -> Tensor:
+    """Decoded images after the model's resize and crop: one uint8 CPU tensor ``(n, 3, size, size)``.
+
+    Normalisation waits for the model's batch, where it runs once over all rows on the model's device.
+    """
+    steps = clip.pixel_steps
+    return torch.stack([steps.pixels(decode_rgb(field, data, max_pixels)) for field, data in images])
 
 
 @serve.deployment(name="Encoder", max_ongoing_requests=64, ray_actor_options={"num_cpus": 1, "num_gpus": 0})
 class Encoder:
-    def __init__(self, settings: AppSettings, preprocess_threads: int = 4) -> None:
+    def __init__(self, settings: AppSettings) -> None:
         self.settings = settings
         self.models = load_models(settings)
-        self.pool = ThreadPoolExecutor(preprocess_threads, thread_name_prefix="preprocess")
+        self.pool = ThreadPoolExecutor(settings.preprocess_threads, thread_name_prefix="preprocess")
         configure_batching(self._image_batch, settings.encoder_batch)
         configure_batching(self._text_batch, settings.encoder_batch)
         self.image_queue, self.text_queue = QueueDepth("embed_images"), QueueDepth("embed_texts")
@@ -87,7 +93,7 @@ class Encoder:
         clip = self.models[model_id]
         loop = asyncio.get_running_loop()
         pixels = await loop.run_in_executor(
-            self.pool, preprocess, clip, images, self.settings.limits.max_image_pixels
+            self.pool, image_pixels, clip, images, self.settings.limits.max_image_pixels
         )
         with self.image_queue.waiting_for_batch():
             return await self._in_batches(self._image_batch, model_id, pixels)
@@ -109,7 +115,7 @@ class Encoder:
         clip = self.models[model_id]
         loop = asyncio.get_running_loop()
         pixels = await loop.run_in_executor(
-            self.pool, preprocess, clip, images, self.settings.limits.max_image_pixels
+            self.pool, image_pixels, clip, images, self.settings.limits.max_image_pixels
         )
         return await asyncio.to_thread(self._capture, clip, Site.parse(site), pixels)
 
@@ -137,7 +143,7 @@ class Encoder:
     @staticmethod
     @torch.no_grad()
     def _encode_images(clip: LoadedClip, pixels: Tensor) -> Tensor:
-        return clip.model.encode_image(pixels.to(clip.device, clip.dtype))
+        return clip.model.encode_image(clip.normalise_pixels(pixels))
 
     @staticmethod
     @torch.no_grad()
@@ -148,5 +154,5 @@ class Encoder:
     @torch.no_grad()
     def _capture(clip: LoadedClip, site: Site, pixels: Tensor) -> Embeddings:
         site.check(clip.model.visual)
-        captured = encode_images(clip.model, pixels.to(clip.device, clip.dtype), sites=[site])[site]
+        captured = encode_images(clip.model, clip.normalise_pixels(pixels), sites=[site])[site]
         return captured.float().cpu().numpy()

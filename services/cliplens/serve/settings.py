@@ -81,6 +81,9 @@ class AppSettings(_Strict):
     feature_port: FeaturePortSettings = FeaturePortSettings()
     top_k_default: int = Field(default=16, gt=0)
     labels_per_latent: int = Field(default=3, ge=0)
+    # Threads per Encoder / Attributor replica that decode, resize and crop images. They share the
+    # replica's GIL with the model's Python, so more than one rarely helps on CPU.
+    preprocess_threads: int = Field(default=1, gt=0)
 
     @model_validator(mode="after")
     def _unique_models(self) -> AppSettings:
