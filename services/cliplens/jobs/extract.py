@@ -169,7 +169,7 @@ def _pipeline(
         .map_batches(
             cast(Callable[[Batch], Batch], decode_batch),
             fn_kwargs={
-                "preprocess": clip.preprocess,
+                "pixel_steps": clip.pixel_steps,
                 "image_size": clip.image_size,
                 "max_pixels": config.max_pixels,
             },

@@ -1,4 +1,4 @@
-"""The Ray Data stages of ``cliplens extract``: decode + preprocess (tasks) and encode (actors).
+"""The Ray Data stages of ``cliplens extract``: decode, resize, crop (tasks) and encode (actors).
 
 Rows flow as numpy batches with columns ``key``, ``label``, ``shard``, ``reason`` (empty when the
 image decoded) plus ``pixels`` after decoding, replaced by one ``site<i>`` column per site after
@@ -8,14 +8,12 @@ driver sees every input of a shard and can write it with its skip reasons.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 
 import numpy as np
 import torch
-from PIL import Image
-from torch import Tensor
 
-from cliplens.core.models import ModelSpec, load_clip
+from cliplens.core.models import ModelSpec, PixelSteps, load_clip
 from cliplens.core.sites import encode_images
 from cliplens.store.decoding import Skipped, decode_image
 
@@ -27,11 +25,10 @@ def site_column(index: int) -> str:
     return f"site{index}"
 
 
-def decode_batch(
-    batch: Batch, preprocess: Callable[[Image.Image], Tensor], image_size: int, max_pixels: int
-) -> Batch:
-    """Decode and preprocess every image of ``batch``; undecodable ones get their skip reason."""
-    pixels = np.zeros((len(batch["key"]), 3, image_size, image_size), np.float32)
+def decode_batch(batch: Batch, pixel_steps: PixelSteps, image_size: int, max_pixels: int) -> Batch:
+    """Decode, resize and crop every image of ``batch`` into uint8 pixels (normalised later, by the
+    encoder, a batch at once); undecodable ones get their skip reason."""
+    pixels = np.zeros((len(batch["key"]), 3, image_size, image_size), np.uint8)
     reasons = []
     for row, data in enumerate(batch["data"]):
         image = decode_image(bytes(data) if data is not None else b"", max_pixels)
@@ -39,7 +36,7 @@ def decode_batch(
             reasons.append(image.reason)
             continue
         reasons.append("")
-        pixels[row] = preprocess(image).numpy()
+        pixels[row] = pixel_steps.pixels(image).numpy()
     return {
         "key": batch["key"],
         "label": batch["label"],
@@ -70,7 +67,7 @@ class SiteEncoder:
         out = {name: batch[name] for name in PASSED_COLUMNS}
         columns = [np.zeros((len(good), *shape), np.float16) for shape in self.row_shapes]
         if good.any():
-            pixels = torch.from_numpy(batch["pixels"][good]).to(self.clip.device, self.clip.dtype)
+            pixels = self.clip.normalise_pixels(torch.from_numpy(batch["pixels"][good]))
             with torch.no_grad():
                 captured = encode_images(self.clip.model, pixels, self.sites)
             for column, site in zip(columns, self.sites, strict=True):
