@@ -79,6 +79,13 @@ def test_open_store_picks_the_back_end(tmp_path: Path, s3_config: S3Config) -> N
         open_store("gs://bucket/x")
 
 
+@pytest.mark.parametrize("bucket", ["", "b", "Upper_Case", "two..dots"])
+def test_invalid_bucket_names_are_named_before_any_request(bucket: str) -> None:
+    unreachable = S3Config(endpoint="127.0.0.1:9", access_key="a", secret_key="b")
+    with pytest.raises(InvalidInputError, match=f"invalid S3 bucket name '{bucket}'"):
+        open_store(f"s3://{bucket}/prefix", unreachable)
+
+
 def test_s3_config_from_environment() -> None:
     config = S3Config.from_env(
         {

@@ -33,6 +33,7 @@ from pathlib import Path
 import urllib3
 from minio import Minio
 from minio.error import S3Error
+from minio.helpers import check_bucket_name
 
 from cliplens.core.errors import InvalidInputError, NotFoundError
 from cliplens.store.errors import StoreAccessError, StoreUnavailableError
@@ -179,8 +180,13 @@ class S3Store(ObjectStore):
 
     def __init__(self, bucket: str, prefix: str = "", config: S3Config | None = None) -> None:
         self.config = config or S3Config.from_env()
-        if not bucket:
-            raise InvalidInputError("S3 bucket name must not be empty")
+        try:
+            check_bucket_name(bucket, strict=True)
+        except ValueError as exc:
+            raise InvalidInputError(
+                f"invalid S3 bucket name '{bucket}' ({exc}): use 3-63 lowercase letters, digits, "
+                "hyphens and dots, as in s3://my-bucket/prefix"
+            ) from None
         self.bucket, self.prefix = bucket, prefix.strip("/") + "/" if prefix.strip("/") else ""
         self.uri = f"s3://{bucket}/{self.prefix}"
         self.client = Minio(
