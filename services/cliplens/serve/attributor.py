@@ -145,11 +145,12 @@ class Attributor:
         return self.models[self.catalog.sae(sae_id).cfg.model_id]
 
     async def _pixels(self, clip: LoadedClip, image: LabelledImage) -> Tensor:
+        """The model's input for one image; decoding and normalisation both run in the pool."""
+        max_pixels = self.settings.limits.max_image_pixels
         loop = asyncio.get_running_loop()
-        pixels = await loop.run_in_executor(
-            self.pool, image_pixels, clip, [image], self.settings.limits.max_image_pixels
+        return await loop.run_in_executor(
+            self.pool, lambda: clip.normalise_pixels(image_pixels(clip, [image], max_pixels))
         )
-        return clip.normalise_pixels(pixels)
 
 
 def _top_latents(attribution: LatentAttribution, image: int, top_n: int) -> list[list[int]]:

@@ -90,11 +90,7 @@ class Encoder:
 
     async def embed_images(self, model_id: str, images: list[LabelledImage]) -> Embeddings:
         """Embeddings ``(n, d_embed)`` of encoded images, not normalised."""
-        clip = self.models[model_id]
-        loop = asyncio.get_running_loop()
-        pixels = await loop.run_in_executor(
-            self.pool, image_pixels, clip, images, self.settings.limits.max_image_pixels
-        )
+        pixels = await self._image_pixels(model_id, images)
         with self.image_queue.waiting_for_batch():
             return await self._in_batches(self._image_batch, model_id, pixels)
 
@@ -112,12 +108,14 @@ class Encoder:
 
     async def site_activations(self, model_id: str, site: str, images: list[LabelledImage]) -> Embeddings:
         """Activations of the images at ``site``: ``(n, width)`` or ``(n, patches, width)``."""
-        clip = self.models[model_id]
+        pixels = await self._image_pixels(model_id, images)
+        return await asyncio.to_thread(self._capture, self.models[model_id], Site.parse(site), pixels)
+
+    async def _image_pixels(self, model_id: str, images: list[LabelledImage]) -> Tensor:
+        """:func:`image_pixels` in the preprocessing pool, off the event loop."""
         loop = asyncio.get_running_loop()
-        pixels = await loop.run_in_executor(
-            self.pool, image_pixels, clip, images, self.settings.limits.max_image_pixels
-        )
-        return await asyncio.to_thread(self._capture, clip, Site.parse(site), pixels)
+        max_pixels = self.settings.limits.max_image_pixels
+        return await loop.run_in_executor(self.pool, image_pixels, self.models[model_id], images, max_pixels)
 
     @serve.batch(max_batch_size=32, batch_wait_timeout_s=0.005, batch_size_fn=batch_rows)
     async def _image_batch(self, items: list[tuple[str, Tensor]]) -> list[Embeddings]:
