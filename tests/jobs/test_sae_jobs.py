@@ -11,7 +11,7 @@ import torch
 from job_helpers import cifar_subset
 
 from cliplens.cli import main
-from cliplens.core.sae import TopKConfig, build_sae
+from cliplens.core.sae import Sae, build_sae
 from cliplens.demo.local_stack import RedisServer, free_ports
 from cliplens.jobs.extract import ExtractConfig, run_extract
 from cliplens.jobs.topk import compute_topk
@@ -100,25 +100,37 @@ def purity(run: ActivationRun, rows: list[tuple[int, str | None]]) -> float:
     for latent, label in rows:
         by_latent.setdefault(latent, []).append(label)
     full = [labels for labels in by_latent.values() if len(labels) == K]
-    assert len(full) > 20
+    assert len(full) >= 8
     return sum(Counter(labels).most_common(1)[0][1] / K for labels in full) / len(full)
 
 
-def test_most_latents_top_inputs_share_a_class(trained: tuple[LocalStore, str]) -> None:
-    """Trained latents are mostly class-pure. An untrained SAE scores about as high on the demo model
-    (benchmarks/results/latent_purity.md): its final embeddings sit in ten class clusters, so the
-    extremes of any direction are mostly one class; a margin over random is therefore not asserted."""
+def test_most_latents_top_inputs_share_a_class_far_above_random(
+    trained: tuple[LocalStore, str], capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A dictionary sized to the demo model's embeddings (about ten class clusters: 16 latents) has
+    latents whose top inputs share a class far more often than an untrained SAE's. Larger
+    dictionaries also model within-class variation and lose most of the margin
+    (benchmarks/results/latent_purity.md), so the size is part of the claim."""
     store, run_id = trained
+    args = ["train-sae", "--store", store.uri, "--run", run_id, "--sae-id", "demo-relu-16", "--arch", "relu"]
+    args += ["--d-sae", "16", "--l1-coeff", "1e-2", "--epochs", "20", "--batch-size", "128"]
+    assert main([*args, "--warmup-steps", "20", "--device", "cpu"]) == 0
+    capsys.readouterr()
     run = ActivationRun(store, run_id)
-    sae = load_sae_from_store(store, "demo-topk").sae
-    torch.manual_seed(0)
-    random_sae = build_sae(TopKConfig(d_in=sae.cfg.d_in, d_sae=sae.cfg.d_sae, k=8))
-    scores = {}
-    for name, model in (("trained", sae), ("random", random_sae)):
+    sae = load_sae_from_store(store, "demo-relu-16").sae
+
+    def mean_purity(model: Sae, name: str) -> float:
         (result,) = compute_topk(run, model, name, K)
-        scores[name] = purity(run, [(row.latent, row.label) for row in result.rows])
-    print(f"mean top-{K} purity: trained {scores['trained']:.3f}, random {scores['random']:.3f}")
-    assert scores["trained"] > 0.5
+        return purity(run, [(row.latent, row.label) for row in result.rows])
+
+    trained_purity = mean_purity(sae, "trained")
+    random_purities = []
+    for seed in range(8):
+        torch.manual_seed(seed)
+        random_purities.append(mean_purity(build_sae(sae.cfg), f"random-{seed}"))
+    random_purity = sum(random_purities) / len(random_purities)
+    print(f"mean top-{K} purity, 16 latents: trained {trained_purity:.3f}, random {random_purity:.3f}")
+    assert trained_purity > 0.75 and trained_purity > random_purity + 0.1
 
 
 def test_eval_prints_zero_shot_and_faithfulness_tables(
