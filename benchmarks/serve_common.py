@@ -86,6 +86,17 @@ def summary_ms(values_s: list[float]) -> dict[str, float]:
     }
 
 
+def cpu_times() -> tuple[int, int]:
+    """(steal, total) CPU ticks since boot from /proc/stat: the share of time the hypervisor gave this
+    VM's vCPUs to others is the steal delta over the total delta."""
+    ticks = [int(field) for field in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:]]
+    return ticks[7], sum(ticks)
+
+
+def steal_share(start: tuple[int, int], end: tuple[int, int]) -> float:
+    return (end[0] - start[0]) / max(1, end[1] - start[1])
+
+
 def write_results(name: str, payload: dict[str, Any], markdown: str) -> None:
     RESULTS.mkdir(parents=True, exist_ok=True)
     (RESULTS / f"{name}.json").write_text(json.dumps(payload, indent=2))

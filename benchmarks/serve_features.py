@@ -36,7 +36,7 @@ from google.protobuf import descriptor_pb2
 from grpc_health.v1 import health_pb2
 
 from cliplens.demo.local_stack import free_ports
-from serve_common import APP, ROOT, serve_app, write_results
+from serve_common import APP, ROOT, cpu_times, serve_app, steal_share, write_results
 
 GHZ = ROOT / ".tools" / "bin" / "ghz"
 PROTOS = ROOT / "protos"
@@ -131,9 +131,11 @@ def main() -> None:
             PATHS[2]: (running.feature_address, check),
             BARE: (bare_address, check),
         }
+        before = cpu_times()
         for _ in range(args.rounds):
             for path in GOAL_PATHS:
                 rounds[path].append(ghz(*targets[path], GOAL_RATE, args.round_seconds))
+        steal = steal_share(before, cpu_times())
         for path in PATHS:
             curves[path] = [ghz(*targets[path], rate, args.seconds) for rate in args.rates]
     pooled = {
@@ -153,7 +155,8 @@ def main() -> None:
         "code. Health Check on the direct port: the same server answering without cliplens code or Redis. "
         "Bare health server: a plain grpc.aio process outside Ray, the floor of any Python gRPC call here. "
         "Machine: 2 shared CPU cores, no GPU; ghz, Ray, replicas and Redis on the same cores; "
-        "RAY_SERVE_THROUGHPUT_OPTIMIZED=1.",
+        f"RAY_SERVE_THROUGHPUT_OPTIMIZED=1. CPU steal (time the hypervisor gave these vCPUs to other "
+        f"guests) during the rounds: {steal:.1%}.",
         "",
         f"## At {GOAL_RATE} requests/s, {args.rounds} rounds (paths in turn within each round)",
         "",
@@ -185,6 +188,7 @@ def main() -> None:
     payload = {
         "goal_met": met,
         "goal_rate": GOAL_RATE,
+        "cpu_steal_during_rounds": steal,
         "pooled": pooled,
         "rounds": {path: [summary(r) for r in steps] for path, steps in rounds.items()},
         "curves": {path: [summary(p) for p in curve] for path, curve in curves.items()},
