@@ -3,10 +3,10 @@
 The load comes from ghz (a Go gRPC load generator, `make ghz`), at a fixed rate per step (open
 loop). Two parts:
 
-- The curve: one step per rate, p50/p99 latency, achieved rate and errors, for both ways in: the
-  FeatureGateway's direct port (the low-latency path) and Serve's gRPC proxy (port 9000, through the
-  ingress replica); and grpc.health Check on the direct port (the same server, answering without
-  cliplens code or Redis).
+- The curve: one step per rate up to the first saturated one, p50/p99 latency, achieved rate and
+  errors, for both ways in: the FeatureGateway's direct port (the low-latency path) and Serve's gRPC
+  proxy (port 9000, through the ingress replica); and grpc.health Check on the direct port (the same
+  server, answering without cliplens code or Redis).
 - The goal, 100 requests/s: ``--rounds`` rounds, each path in turn, pooled over every request of
   every round (a p99 of one short step swings with this shared VM's scheduling). Beside the direct
   port's TopActivations and health Check, a plain grpc.aio health server outside Ray
@@ -46,22 +46,42 @@ BARE = "bare grpc.aio health server, outside Ray"
 GOAL_PATHS = (PATHS[0], PATHS[2], BARE)
 GOAL_RATE = 100
 CONCURRENCY = 16
+WARM_UP = 20  # requests sent before each step's measured ones
+SATURATED = 0.9  # share of the rate a step that keeps up reaches, below which it is saturated
 
 
 def ghz(address: str, call: list[str], rate: float, seconds: float) -> dict[str, Any]:
-    """One open-loop step of ``rate`` requests/s for ``seconds`` (after 20 warm-up requests); the
-    summary, and ``latencies_ms`` of every answered request."""
+    """One open-loop step of ``rate`` requests/s for ``seconds`` (after ``WARM_UP`` requests); the
+    summary, and ``latencies_ms`` of every answered request. ghz's achieved rate counts the warm-up
+    requests' time too, so a step that keeps up reaches ``rate * total / (total + WARM_UP)``."""
     total = int(rate * seconds)
-    argv = [str(GHZ), "--insecure", "--rps", str(int(rate)), "-n", str(total + 20), "--skipFirst", "20"]
-    argv += ["-c", str(CONCURRENCY), "--connections", "1", "--timeout", "5s", "-O", "json", *call, address]
+    argv = [str(GHZ), "--insecure", "--rps", str(int(rate)), "-n", str(total + WARM_UP)]
+    argv += ["--skipFirst", str(WARM_UP), "-c", str(CONCURRENCY), "--connections", "1", "--timeout", "5s"]
+    argv += ["-O", "json", *call, address]
     done = subprocess.run(argv, capture_output=True, text=True)
     if done.returncode != 0:
         raise RuntimeError(f"ghz failed ({done.returncode}): {done.stderr.strip() or done.stdout.strip()}")
     report = json.loads(done.stdout)
     latencies = [d["latency"] / 1e6 for d in report.get("details") or [] if d["status"] == "OK"]
     errors = sum(n for code, n in (report.get("statusCodeDistribution") or {}).items() if code != "OK")
-    return {"rate": rate, "achieved_rps": report["rps"], **percentiles(latencies), "errors": errors,
-            "latencies_ms": latencies}  # fmt: skip
+    kept_up = rate * total / (total + WARM_UP)
+    return {"rate": rate, "achieved_rps": report["rps"], "kept_up_rps": kept_up, **percentiles(latencies),
+            "errors": errors, "latencies_ms": latencies}  # fmt: skip
+
+
+def curve(target: tuple[str, list[str]], rates: list[float], seconds: float) -> list[dict[str, Any]]:
+    """One step per rate, up to and including the first saturated one."""
+    steps = []
+    for rate in rates:
+        steps.append(ghz(*target, rate, seconds))
+        if saturated(steps[-1]):
+            break
+    return steps
+
+
+def saturated(step: dict[str, Any]) -> bool:
+    """The server no longer keeps up: under 90% of the offered rate answered, or errors."""
+    return step["achieved_rps"] < SATURATED * step["kept_up_rps"] or step["errors"] > 0
 
 
 def percentiles(latencies_ms: list[float]) -> dict[str, float]:
@@ -103,7 +123,13 @@ def bare_health_server() -> Iterator[str]:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--rates", type=float, nargs="+", default=[25, 50, 100, 150, 200, 300, 400])
+    parser.add_argument(
+        "--rates",
+        type=float,
+        nargs="+",
+        default=[25, 50, 100, 200, 400, 800, 1600, 3200],
+        help="offered rates of the curve; a path stops after its first saturated step",
+    )
     parser.add_argument("--seconds", type=float, default=8.0, help="per rate of the curve")
     parser.add_argument("--rounds", type=int, default=5, help=f"rounds at {GOAL_RATE} requests/s")
     parser.add_argument("--round-seconds", type=float, default=20.0)
@@ -137,7 +163,7 @@ def main() -> None:
                 rounds[path].append(ghz(*targets[path], GOAL_RATE, args.round_seconds))
         steal = steal_share(before, cpu_times())
         for path in PATHS:
-            curves[path] = [ghz(*targets[path], rate, args.seconds) for rate in args.rates]
+            curves[path] = curve(targets[path], args.rates, args.seconds)
     pooled = {
         path: percentiles([ms for r in steps for ms in r["latencies_ms"]]) for path, steps in rounds.items()
     }
@@ -170,11 +196,14 @@ def main() -> None:
         "",
         "## Latency versus load (one step per rate)",
         "",
+        f"Each path runs up to its first saturated step (under {SATURATED:.0%} of the offered rate "
+        f"answered, or errors), marked *saturated*; {CONCURRENCY} ghz workers on one connection.",
+        "",
         "| path | offered req/s | achieved req/s | p50 ms | p99 ms | mean ms | errors |",
         "|---|---|---|---|---|---|---|",
         *(
-            f"| {path} | {p['rate']:.0f} | {p['achieved_rps']:.1f} | {p['p50_ms']:.2f} | {p['p99_ms']:.2f} | "
-            f"{p['mean_ms']:.2f} | {p['errors']} |"
+            f"| {path} | {p['rate']:.0f} | {p['achieved_rps']:.1f}{' *saturated*' if saturated(p) else ''} | "
+            f"{p['p50_ms']:.2f} | {p['p99_ms']:.2f} | {p['mean_ms']:.2f} | {p['errors']} |"
             for path, curve in curves.items()
             for p in curve
         ),
