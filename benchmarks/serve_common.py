@@ -86,14 +86,19 @@ def summary_ms(values_s: list[float]) -> dict[str, float]:
     }
 
 
-def cpu_times() -> tuple[int, int]:
-    """(steal, total) CPU ticks since boot from /proc/stat: the share of time the hypervisor gave this
-    VM's vCPUs to others is the steal delta over the total delta."""
-    ticks = [int(field) for field in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:]]
+def cpu_times() -> tuple[int, int] | None:
+    """(steal, total) CPU ticks since boot from /proc/stat (None off Linux): the share of time the
+    hypervisor gave this VM's vCPUs to others is the steal delta over the total delta."""
+    stat = Path("/proc/stat")
+    if not stat.is_file():
+        return None
+    ticks = [int(field) for field in stat.read_text().split("\n", 1)[0].split()[1:]]
     return ticks[7], sum(ticks)
 
 
-def steal_share(start: tuple[int, int], end: tuple[int, int]) -> float:
+def steal_share(start: tuple[int, int] | None, end: tuple[int, int] | None) -> float | None:
+    if start is None or end is None:
+        return None
     return (end[0] - start[0]) / max(1, end[1] - start[1])
 
 

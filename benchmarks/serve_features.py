@@ -182,7 +182,7 @@ def main() -> None:
         "Bare health server: a plain grpc.aio process outside Ray, the floor of any Python gRPC call here. "
         "Machine: 2 shared CPU cores, no GPU; ghz, Ray, replicas and Redis on the same cores; "
         f"RAY_SERVE_THROUGHPUT_OPTIMIZED=1. CPU steal (time the hypervisor gave these vCPUs to other "
-        f"guests) during the rounds: {steal:.1%}.",
+        f"guests) during the rounds: {'not measured' if steal is None else format(steal, '.1%')}.",
         "",
         f"## At {GOAL_RATE} requests/s, {args.rounds} rounds (paths in turn within each round)",
         "",
