@@ -69,7 +69,7 @@ def ghz(address: str, call: list[str], rate: float, seconds: float) -> dict[str,
             "errors": errors, "latencies_ms": latencies}  # fmt: skip
 
 
-def curve(target: tuple[str, list[str]], rates: list[float], seconds: float) -> list[dict[str, Any]]:
+def load_curve(target: tuple[str, list[str]], rates: list[float], seconds: float) -> list[dict[str, Any]]:
     """One step per rate, up to and including the first saturated one."""
     steps = []
     for rate in rates:
@@ -80,7 +80,7 @@ def curve(target: tuple[str, list[str]], rates: list[float], seconds: float) -> 
 
 
 def saturated(step: dict[str, Any]) -> bool:
-    """The server no longer keeps up: under 90% of the offered rate answered, or errors."""
+    """The server no longer keeps up: under ``SATURATED`` of a keeping-up step's rate, or errors."""
     return step["achieved_rps"] < SATURATED * step["kept_up_rps"] or step["errors"] > 0
 
 
@@ -163,7 +163,7 @@ def main() -> None:
                 rounds[path].append(ghz(*targets[path], GOAL_RATE, args.round_seconds))
         steal = steal_share(before, cpu_times())
         for path in PATHS:
-            curves[path] = curve(targets[path], args.rates, args.seconds)
+            curves[path] = load_curve(targets[path], args.rates, args.seconds)
     pooled = {
         path: percentiles([ms for r in steps for ms in r["latencies_ms"]]) for path, steps in rounds.items()
     }
@@ -196,8 +196,8 @@ def main() -> None:
         "",
         "## Latency versus load (one step per rate)",
         "",
-        f"Each path runs up to its first saturated step (under {SATURATED:.0%} of the offered rate "
-        f"answered, or errors), marked *saturated*; {CONCURRENCY} ghz workers on one connection.",
+        f"Each path runs up to its first saturated step (under {SATURATED:.0%} of the rate a step that "
+        f"keeps up reaches, or errors), marked *saturated*; {CONCURRENCY} ghz workers on one connection.",
         "",
         "| path | offered req/s | achieved req/s | p50 ms | p99 ms | mean ms | errors |",
         "|---|---|---|---|---|---|---|",
