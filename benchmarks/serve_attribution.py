@@ -11,6 +11,7 @@ Run: ``.venv/bin/python benchmarks/serve_attribution.py``
 from __future__ import annotations
 
 import argparse
+import os
 import time
 from typing import Any
 
@@ -26,8 +27,7 @@ SMALL = {"ray_actor_options": {"num_cpus": 0.1, "num_gpus": 0}}
 TEXT = "a photo of a cat"
 NOTE = (
     "Note: at the final site the served backward pass stops at the SAE splice (the embedding is linear in"
-    " the latents), while the raw baseline back-propagates through the whole image tower to the pixels; b"
-    "oth ran on a machine shared with other jobs (load average 6-25 on 2 cores), so absolute times are noisy."
+    " the latents), while the raw baseline back-propagates through the whole image tower to the pixels."
 )
 
 
@@ -65,6 +65,7 @@ def main() -> None:
                 client.attribute_latents("demo-final-topk", jpeg, [TEXT])
                 served.append(time.perf_counter() - start)
     ratio = percentile(served, 50) / percentile(raw, 50)
+    load = os.getloadavg()
     payload: dict[str, Any] = {
         "served": summary_ms(served),
         "raw_forward_backward": summary_ms(raw),
@@ -74,7 +75,8 @@ def main() -> None:
         "# AttributeLatents p50 through gRPC vs raw forward + backward (goal: ratio <= 1.5)",
         "",
         "Demo model (32 px, 7.6M parameters), one JPEG, one text, final-site TopK SAE (256 latents), top 10; "
-        "Attributor replica with 2 CPUs. Machine: 2 shared CPU cores, no GPU.",
+        "Attributor replica with 2 CPUs. Machine: 2 shared CPU cores, no GPU; load average at the end "
+        f"{load[0]:.2f} / {load[1]:.2f} / {load[2]:.2f} (1 / 5 / 15 min).",
         "",
         "| path | p50 ms | p99 ms | mean ms |",
         "|---|---|---|---|",
