@@ -23,7 +23,7 @@ from demo_index import DemoIndex, build_demo_index  # noqa: E402
 from cliplens.core.models import load_clip  # noqa: E402
 from cliplens.demo.local_stack import RedisServer, free_ports  # noqa: E402
 from cliplens.serve.app import GRPC_SERVICER_FUNCTIONS, compose  # noqa: E402
-from cliplens.serve.settings import AppSettings, FeaturePortSettings  # noqa: E402
+from cliplens.serve.settings import AppSettings, DirectPortSettings  # noqa: E402
 
 APP = "cliplens"
 
@@ -33,6 +33,7 @@ class Running:
     address: str
     index: DemoIndex
     feature_address: str  # the FeatureGateway's direct port
+    attribution_address: str  # the Attributor's direct port
 
 
 @contextmanager
@@ -49,7 +50,7 @@ def serve_app(models: list[str], options: dict[str, dict[str, Any]], **args: Any
         redis.start()
         index = build_demo_index(load_clip("demo", device="cpu"), Path(tmp), redis.url)
         ray.init(num_cpus=4, include_dashboard=False, log_to_driver=False, configure_logging=False)
-        grpc_port, http_port, feature_port = free_ports(3)
+        grpc_port, http_port, feature_port, attribution_port = free_ports(4)
         serve.start(
             http_options={"host": "127.0.0.1", "port": http_port},
             grpc_options=gRPCOptions(port=grpc_port, grpc_servicer_functions=GRPC_SERVICER_FUNCTIONS),
@@ -59,12 +60,15 @@ def serve_app(models: list[str], options: dict[str, dict[str, Any]], **args: Any
             store_uri=str(index.store_dir),
             image_store_uri=str(index.bucket_dir),
             redis_url=redis.url,
-            feature_port=FeaturePortSettings(host="127.0.0.1", port=feature_port),
+            feature_port=DirectPortSettings(host="127.0.0.1", port=feature_port),
+            attribution_port=DirectPortSettings(host="127.0.0.1", port=attribution_port),
             **args,
         )
         try:
             serve.run(compose(settings, options), name=APP, route_prefix="/cliplens")
-            yield Running(f"127.0.0.1:{grpc_port}", index, f"127.0.0.1:{feature_port}")
+            yield Running(
+                f"127.0.0.1:{grpc_port}", index, f"127.0.0.1:{feature_port}", f"127.0.0.1:{attribution_port}"
+            )
         finally:
             serve.shutdown()
             ray.shutdown()

@@ -49,7 +49,8 @@ def test_bad_arguments_are_refused_locally(call: Any, problem: str) -> None:
 @pytest.mark.parametrize(
     ("options", "problem"),
     [
-        ({"address": "http://localhost:9000"}, "without scheme"),
+        ({"address": "http://localhost:9000"}, "host:port or dns:///host:port"),
+        ({"address": "dns:///"}, "host:port or dns:///host:port"),
         ({"token": "two words"}, "without whitespace"),
         ({"app": ""}, "app must be"),
         ({"timeout": -1.0}, "timeout must be a positive number"),

@@ -101,3 +101,14 @@ def test_one_channel_serves_many_calls() -> None:
             models = client.list_models(timeout=5)
         assert [sae.id for sae in saes] == ["demo-topk"] and saes[0].metrics == pytest.approx({"r2": 0.9})
         assert models[0].patch_grid == 8
+
+
+@KINDS
+def test_dns_targets_resolve_and_spread_round_robin(kind: str) -> None:
+    with serve_scripted() as server:
+        target = f"dns:///{server.address}"
+        assert [m.id for m in list_models(kind, target)] == [m.id for m in list_models(kind, server.address)]
+    with Client(target) as client:
+        assert ("grpc.lb_policy_name", "round_robin") in client.settings.channel_options
+    with Client(server.address) as client:
+        assert all(name != "grpc.lb_policy_name" for name, _ in client.settings.channel_options)

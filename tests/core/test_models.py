@@ -27,8 +27,9 @@ def _images(n: int = 2, size: int = 32) -> torch.Tensor:
     return torch.randn(n, 3, size, size, generator=torch.Generator().manual_seed(1))
 
 
-def test_tiny_model_loads_in_eval_mode(tiny_clip: LoadedClip) -> None:
+def test_tiny_model_loads_in_eval_mode_with_frozen_weights(tiny_clip: LoadedClip) -> None:
     assert not tiny_clip.model.training
+    assert not any(p.requires_grad for p in tiny_clip.model.parameters())
     assert tiny_clip.embed_dim == 32 and tiny_clip.image_size == 32
     assert tiny_clip.encode_texts(["a cat", "a dog"]).shape == (2, 32)
 

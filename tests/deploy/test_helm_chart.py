@@ -233,6 +233,35 @@ def test_feature_gateway_runs_on_the_head_behind_its_service() -> None:
     assert set(deployments(serve_config(no_gateway))) == shipped - {"FeatureGateway"}
 
 
+def test_attributors_direct_port_is_a_headless_service_over_the_ray_pods() -> None:
+    for variant in ([], CPU):
+        manifests = render(*variant)
+        port = serve_config(manifests)["applications"][0]["args"]["attribution_port"]["port"]
+        cluster = one(manifests, "RayService")["spec"]["rayClusterConfig"]
+        pods = [cluster["headGroupSpec"]["template"]] + [g["template"] for g in cluster["workerGroupSpecs"]]
+        (service,) = [
+            m for m in manifests if m["kind"] == "Service" and m["metadata"]["name"].endswith("-attribution")
+        ]
+        assert service["spec"]["clusterIP"] == "None"
+        assert [(p["port"], p["targetPort"]) for p in service["spec"]["ports"]] == [(port, port)]
+        for pod in pods:
+            assert service["spec"]["selector"].items() <= pod["metadata"]["labels"].items()
+            assert port in {p["containerPort"] for p in pod["spec"]["containers"][0]["ports"]}
+        others = [m for m in manifests if m["kind"] in {"Deployment", "StatefulSet"}]
+        for workload in others:  # MinIO and Redis pods are not selected
+            labels = workload["spec"]["template"]["metadata"]["labels"]
+            assert not service["spec"]["selector"].items() <= labels.items()
+    no_port = render("--set", "serve.args.attribution_port.port=0")
+    assert not [m for m in no_port if m["metadata"]["name"].endswith("-attribution")]
+    ports = {
+        p["name"]
+        for p in one(no_port, "RayService")["spec"]["rayClusterConfig"]["headGroupSpec"]["template"]["spec"][
+            "containers"
+        ][0]["ports"]
+    }
+    assert "grpc-attribution" not in ports
+
+
 def env_of(template: dict[str, Any]) -> dict[str, dict[str, Any]]:
     return {e["name"]: e for e in template["spec"]["containers"][0]["env"]}
 

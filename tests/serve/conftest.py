@@ -1,6 +1,6 @@
-"""One Serve instance for the serve tests: the demo app ("cliplens", with its direct feature port),
-and an auth-on ingress and feature port ("cliplens-auth") in front of the same backend deployments,
-the ingress with a small queue."""
+"""One Serve instance for the serve tests: the demo app ("cliplens", with its direct feature and
+attribution ports), and an auth-on app ("cliplens-auth": ingress with a small queue, feature port and
+its own Attributor, whose direct port takes one call at a time) sharing the encoder and SAE runner."""
 
 from __future__ import annotations
 
@@ -40,7 +40,9 @@ def serve_app(
     index = build_demo_index(demo_clip, root, serve_redis.url)
     token_file = root / "tokens"
     token_file.write_text(f"# test tokens\n{TOKEN}\n")
-    grpc_port, http_port, feature_port, auth_feature_port = free_ports(4)
+    grpc_port, http_port, feature_port, auth_feature_port, attribution_port, auth_attribution_port = (
+        free_ports(6)
+    )
     serve.start(
         http_options={"host": "127.0.0.1", "port": http_port},
         grpc_options=gRPCOptions(port=grpc_port, grpc_servicer_functions=GRPC_SERVICER_FUNCTIONS),
@@ -58,6 +60,7 @@ def serve_app(
         },
         sae_cache={"memory_budget_mb": 64, "max_saes_per_replica": 1},
         feature_port={"host": "127.0.0.1", "port": feature_port},
+        attribution_port={"host": "127.0.0.1", "port": attribution_port},
     )
     serve.run(compose(settings, TEST_OPTIONS), name=APP, route_prefix="/cliplens")
     auth_settings = AppSettings.model_validate(
@@ -65,19 +68,23 @@ def serve_app(
             **settings.model_dump(),
             "auth": {"enabled": True, "token_file": str(token_file)},
             "feature_port": {"host": "127.0.0.1", "port": auth_feature_port},
+            "attribution_port": {
+                "host": "127.0.0.1",
+                "port": auth_attribution_port,
+                "max_concurrent_rpcs": 1,
+            },
         }
     )
-    handles = [
-        serve.get_deployment_handle(name, app_name=APP) for name in ("Encoder", "SaeRunner", "Attributor")
-    ]
+    handles = [serve.get_deployment_handle(name, app_name=APP) for name in ("Encoder", "SaeRunner")]
     auth_ingress = DEPLOYMENTS["CliplensIngress"].options(
         max_ongoing_requests=1, max_queued_requests=1, ray_actor_options=SMALL
     )
+    auth_attributor = DEPLOYMENTS["Attributor"].options(ray_actor_options=SMALL).bind(auth_settings)
     auth_gateway = (
-        DEPLOYMENTS["FeatureGateway"].options(ray_actor_options=SMALL).bind(auth_settings, handles[2])
+        DEPLOYMENTS["FeatureGateway"].options(ray_actor_options=SMALL).bind(auth_settings, auth_attributor)
     )
     serve.run(
-        auth_ingress.bind(auth_settings, *handles, [auth_gateway]),
+        auth_ingress.bind(auth_settings, *handles, auth_attributor, [auth_gateway]),
         name=AUTH_APP,
         route_prefix="/cliplens-auth",
     )
@@ -90,6 +97,8 @@ def serve_app(
             settings,
             f"127.0.0.1:{feature_port}",
             f"127.0.0.1:{auth_feature_port}",
+            f"127.0.0.1:{attribution_port}",
+            f"127.0.0.1:{auth_attribution_port}",
         )
     finally:
         serve.shutdown()

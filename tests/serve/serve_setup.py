@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
+import numpy as np
 from demo_index import DemoIndex
 
 from cliplens.demo.local_stack import RedisServer
@@ -33,9 +36,22 @@ class ServeApp:
     settings: AppSettings
     feature_address: str  # the FeatureGateway's direct port
     auth_feature_address: str  # the auth-on app's direct feature port
+    attribution_address: str  # the Attributor's direct port
+    auth_attribution_address: str  # the auth-on app's Attributor's direct port (one call at a time)
 
     def client(self, app: str = APP, token: str | None = None, retry: RetryPolicy | None = None) -> Client:
         return Client(self.address, app=app, token=token, timeout=120, retry=retry)
+
+
+def same(a: Any, b: Any) -> bool:
+    """Equality of client results, numpy arrays included."""
+    if dataclasses.is_dataclass(a) and type(a) is type(b):
+        return all(same(getattr(a, f.name), getattr(b, f.name)) for f in dataclasses.fields(a))
+    if isinstance(a, (list, tuple)):
+        return isinstance(b, type(a)) and len(a) == len(b) and all(map(same, a, b))
+    if isinstance(a, np.ndarray):
+        return isinstance(b, np.ndarray) and np.array_equal(a, b)
+    return bool(a == b)
 
 
 def image_path(tmp_path: Path, data: bytes) -> Path:

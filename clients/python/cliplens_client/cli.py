@@ -129,7 +129,11 @@ def _add_image_choice(parser: argparse.ArgumentParser) -> None:
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="cliplens-client", description=__doc__.splitlines()[0])
     env = os.environ
-    parser.add_argument("--address", default=env.get("CLIPLENS_ADDRESS", DEFAULT_ADDRESS), help="host:port")
+    parser.add_argument(
+        "--address",
+        default=env.get("CLIPLENS_ADDRESS", DEFAULT_ADDRESS),
+        help="host:port, or dns:///host:port for every address of the name, round-robin",
+    )
     parser.add_argument(
         "--token", default=env.get("CLIPLENS_TOKEN"), help="bearer token (or $CLIPLENS_TOKEN)"
     )

@@ -18,6 +18,7 @@ from cliplens_client.v1 import (
 )
 
 DEFAULT_ADDRESS = "localhost:9000"
+DNS_TARGET = "dns:///"  # prefix of an address whose every resolved IP is a server
 DEFAULT_APP = "cliplens"
 DEFAULT_TIMEOUT_S = 30.0
 DEFAULT_MAX_MESSAGE_BYTES = 64 * 1024 * 1024
@@ -34,6 +35,9 @@ STUB_CLASSES = (
 class ConnectionSettings:
     """Where and how to call the cliplens API.
 
+    ``address`` is ``host:port``, or ``dns:///host:port`` to resolve every address of the name (a
+    headless Kubernetes Service's pods, e.g. the Attributors' direct port) and spread calls
+    round-robin over those that accept connections.
     ``app`` is the Ray Serve application, sent as the ``application`` metadata that Serve routes by.
     ``token`` is sent as ``authorization: Bearer <token>``. With ``tls`` (implied by
     ``root_certificates``, PEM bytes; ``None`` uses the system roots) the channel is encrypted.
@@ -50,8 +54,11 @@ class ConnectionSettings:
     max_message_bytes: int = DEFAULT_MAX_MESSAGE_BYTES
 
     def __post_init__(self) -> None:
-        if not self.address or any(c.isspace() for c in self.address) or "://" in self.address:
-            raise InvalidRequestError(f"address must be host:port without scheme, got {self.address!r}")
+        target = self.address.removeprefix(DNS_TARGET)
+        if not target or any(c.isspace() for c in target) or "://" in target:
+            raise InvalidRequestError(
+                f"address must be host:port or dns:///host:port (no other scheme), got {self.address!r}"
+            )
         if self.token is not None and (
             not self.token or not self.token.isascii() or any(c.isspace() for c in self.token)
         ):
@@ -72,11 +79,14 @@ class ConnectionSettings:
         return routing if self.token is None else (*routing, ("authorization", f"Bearer {self.token}"))
 
     @property
-    def channel_options(self) -> list[tuple[str, int]]:
-        return [
+    def channel_options(self) -> list[tuple[str, int | str]]:
+        options: list[tuple[str, int | str]] = [
             ("grpc.max_send_message_length", self.max_message_bytes),
             ("grpc.max_receive_message_length", self.max_message_bytes),
         ]
+        if self.address.startswith(DNS_TARGET):
+            options.append(("grpc.lb_policy_name", "round_robin"))
+        return options
 
     @property
     def credentials(self) -> grpc.ChannelCredentials | None:

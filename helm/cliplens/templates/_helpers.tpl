@@ -156,7 +156,18 @@ prometheus.io/path: /metrics
 {{- ((first $config.applications).args.feature_port | default dict).port | default 0 }}
 {{- end }}
 
-{{/* A Ray container's ports: GCS, dashboard, client and the direct feature port on the head; Serve (HTTP, gRPC) and metrics on all. */}}
+{{/* The label of every Ray pod (head and workers): what the headless attribution Service selects. */}}
+{{- define "cliplens.rayNodeLabel" -}}
+cliplens.io/ray-node: "true"
+{{- end }}
+
+{{/* The Attributors' direct port from the Serve config's args.attribution_port (0: none). */}}
+{{- define "cliplens.attributionPort" -}}
+{{- $config := include "cliplens.serveConfig" . | fromYaml }}
+{{- ((first $config.applications).args.attribution_port | default dict).port | default 0 }}
+{{- end }}
+
+{{/* A Ray container's ports: GCS, dashboard, client and the direct feature port on the head; Serve (HTTP, gRPC), the Attributors' direct port and metrics on all. */}}
 {{- define "cliplens.rayPorts" -}}
 {{- if .head }}
 - {name: gcs-server, containerPort: 6379}
@@ -169,6 +180,10 @@ prometheus.io/path: /metrics
 {{- end }}
 - {name: serve, containerPort: 8000}
 - {name: grpc, containerPort: 9000}
+{{- $attributionPort := include "cliplens.attributionPort" .root | int }}
+{{- if $attributionPort }}
+- {name: grpc-attribution, containerPort: {{ $attributionPort }}}
+{{- end }}
 - {name: metrics, containerPort: {{ .root.Values.metrics.port }}}
 {{- end }}
 

@@ -140,7 +140,11 @@ class PixelSteps:
 
 @dataclass
 class LoadedClip:
-    """An open_clip model in eval mode with its preprocessing and tokenizer."""
+    """An open_clip model in eval mode with frozen weights, with its preprocessing and tokenizer.
+
+    cliplens never trains CLIP: gradients flow to activations and inputs only, so frozen weights keep
+    attribution from building (and back-propagating through) a graph over every parameter.
+    """
 
     spec: ModelSpec
     model: open_clip.CLIP
@@ -227,7 +231,7 @@ def load_clip(
         raise WeightsNotFoundError(
             f"could not load weights '{spec.pretrained}' for model '{spec.id}' (arch {spec.arch}): {exc}"
         ) from exc
-    clip = clip.to(torch_dtype).eval()
+    clip = clip.to(torch_dtype).eval().requires_grad_(False)
     tokenizer = open_clip.get_tokenizer(spec.arch)
     return LoadedClip(spec, clip, preprocess, tokenizer, torch_device, torch_dtype, PixelSteps.of(preprocess))
 

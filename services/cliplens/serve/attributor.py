@@ -2,12 +2,14 @@
 
 It holds the served CLIP models (gradients flow through them) and SAEs by id (multiplexed).
 AttributeLatents requests are batched across clients: requests for the same SAE, texts and
-patch-map choice run as one batch of images.
+patch-map choice run as one batch of images. With ``attribution_port`` set, each replica also
+serves AttributionService on that port itself (:mod:`cliplens.serve.direct_port`).
 """
 
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
@@ -23,9 +25,13 @@ from cliplens.core.naming import search_latents
 from cliplens.core.sae import Sae
 from cliplens.core.steering import LatentEdit, steer_images
 from cliplens.core.zeroshot import text_classifier
+from cliplens.serve.attribution_api import AttributionApi
+from cliplens.serve.auth import TokenAuth
 from cliplens.serve.batching import QueueDepth, configure_batching, group_indices, record_batch
 from cliplens.serve.catalog import Catalog
+from cliplens.serve.direct_port import AttributionServicer, start_direct_server
 from cliplens.serve.encoder import LabelledImage, image_pixels
+from cliplens.serve.inputs import ImageSource
 from cliplens.serve.labels import LatentLabeller
 from cliplens.serve.loading import load_models
 from cliplens.serve.results import (
@@ -40,7 +46,11 @@ from cliplens.serve.results import (
 )
 from cliplens.serve.sae_cache import multiplexed_sae_getter
 from cliplens.serve.settings import AppSettings
+from cliplens.serve.text_cache import TextEmbeddingCache
 from cliplens.store import open_store
+from cliplens_client.v1 import attribution_pb2_grpc
+
+ATTRIBUTION_SERVICE = "cliplens.v1.AttributionService"
 
 
 @dataclass(frozen=True)
@@ -60,7 +70,7 @@ class AttributionJob:
     name="Attributor", max_ongoing_requests=16, ray_actor_options={"num_cpus": 1, "num_gpus": 0}
 )
 class Attributor:
-    def __init__(self, settings: AppSettings) -> None:
+    async def __init__(self, settings: AppSettings) -> None:  # type: ignore[misc]  # Ray actors allow it
         self.settings = settings
         self.models = load_models(settings)
         store = open_store(settings.store_uri)
@@ -68,9 +78,12 @@ class Attributor:
         device = next(iter(self.models.values())).device
         self.get_sae = multiplexed_sae_getter(settings, store, device)
         self.labeller = LatentLabeller()
+        self.texts = TextEmbeddingCache(settings.text_cache_size)
         self.pool = ThreadPoolExecutor(settings.preprocess_threads, thread_name_prefix="preprocess")
         configure_batching(self._attribute_batch, settings.attribution_batch)
         self.queue = QueueDepth("attribute_latents")
+        if settings.attribution_port.port:
+            await self._serve_direct_port()
 
     async def attribute(
         self, sae_id: str, image: LabelledImage, texts: list[str], top_n: int, patch_maps: bool
@@ -85,7 +98,7 @@ class Attributor:
     async def decompose(self, model_id: str, image: LabelledImage, text: str) -> DecompositionResult:
         clip = self.models[model_id]
         pixels = await self._pixels(clip, image)
-        return await asyncio.to_thread(_decompose, clip, pixels, text)
+        return await asyncio.to_thread(lambda: _decompose(clip, pixels, self.texts.embed(clip, [text])[0]))
 
     async def steer(
         self, sae_id: str, image: LabelledImage, edits: list[LatentEdit], class_names: list[str]
@@ -104,24 +117,23 @@ class Attributor:
         labels = await self.labels(sae_id, [s.latent for s in scores], self.settings.labels_per_latent)
         return [LatentMatchResult(s.latent, s.score, lab) for s, lab in zip(scores, labels, strict=True)]
 
-    @serve.batch(max_batch_size=8, batch_wait_timeout_s=0.01)
+    @serve.batch(max_batch_size=8, batch_wait_timeout_s=0.0)
     async def _attribute_batch(self, jobs: list[AttributionJob]) -> list[AttributionResult]:
         record_batch("attribute_latents", len(jobs), len(jobs))
         results: list[AttributionResult | None] = [None] * len(jobs)
         for (sae_id, _, _), indices in group_indices(jobs, lambda job: job.group).items():
             sae = await self.get_sae(sae_id)
             group = [jobs[i] for i in indices]
-            outcomes = await asyncio.to_thread(self._attribute_group, self._clip_of(sae_id), sae, group)
-            label_sets = await self._labels_for(sae_id, outcomes)
-            for i, outcome, labels in zip(indices, outcomes, label_sets, strict=True):
-                results[i] = _with_labels(outcome, labels)
+            outcomes = await asyncio.to_thread(self._attribute_group, sae_id, sae, group)
+            for i, outcome in zip(indices, outcomes, strict=True):
+                results[i] = outcome
         return [result for result in results if result is not None]
 
-    def _attribute_group(
-        self, clip: LoadedClip, sae: Sae, jobs: list[AttributionJob]
-    ) -> list[AttributionResult]:
+    def _attribute_group(self, sae_id: str, sae: Sae, jobs: list[AttributionJob]) -> list[AttributionResult]:
+        """One group's attribution, with labels, in one worker thread."""
+        clip = self._clip_of(sae_id)
         first = jobs[0]
-        texts = clip.encode_texts(list(first.texts)).detach()
+        texts = self.texts.embed(clip, first.texts)
         images = torch.cat([job.pixels for job in jobs])
         attribution = attribute_latents(clip, sae, images, texts)
         chosen = [_top_latents(attribution, b, job.top_n) for b, job in enumerate(jobs)]
@@ -129,17 +141,24 @@ class Attributor:
         if first.patch_maps:
             union = sorted({k for per_text in chosen for latents in per_text for k in latents})
             maps = attribute_latents(clip, sae, images, texts, patch_latents=union)
-        return [_result(attribution, maps, b, job, chosen[b]) for b, job in enumerate(jobs)]
-
-    async def _labels_for(
-        self, sae_id: str, outcomes: list[AttributionResult]
-    ) -> list[list[list[list[Label]]]]:
-        """Labels for each outcome's latents, per text (empty without a feature index)."""
         n = self.settings.labels_per_latent if self.catalog.saes[sae_id].has_feature_index else 0
-        return [
-            [await self.labels(sae_id, [s.latent for s in text.latents], n) for text in outcome.texts]
-            for outcome in outcomes
-        ]
+
+        def labels_of(latents: list[int]) -> list[list[Label]]:
+            return self.labeller.labels(sae_id, clip, sae, latents, n)
+
+        return [_result(attribution, maps, b, job, chosen[b], labels_of) for b, job in enumerate(jobs)]
+
+    async def _serve_direct_port(self) -> None:
+        bucket = open_store(self.settings.image_store_uri) if self.settings.image_store_uri else None
+        api = AttributionApi(
+            self.settings.limits, self.catalog, ImageSource(self.settings.limits, bucket), self
+        )
+        servicer = AttributionServicer(api, TokenAuth(self.settings.auth))
+        self.server = await start_direct_server(
+            ATTRIBUTION_SERVICE,
+            lambda server: attribution_pb2_grpc.add_AttributionServiceServicer_to_server(servicer, server),
+            self.settings.attribution_port,
+        )
 
     def _clip_of(self, sae_id: str) -> LoadedClip:
         return self.models[self.catalog.sae(sae_id).cfg.model_id]
@@ -166,6 +185,7 @@ def _result(
     b: int,
     job: AttributionJob,
     chosen: list[list[int]],
+    labels_of: Callable[[list[int]], list[list[Label]]],
 ) -> AttributionResult:
     activations = attribution.latent_activations[b].float().cpu()
     grid = 0
@@ -175,39 +195,21 @@ def _result(
         error = float(attribution.error[b, t])
         total = abs(error) + float(attributions.abs().sum())
         latents = []
-        for k in chosen[t]:
+        for k, labels in zip(chosen[t], labels_of(chosen[t]), strict=True):
             patch_map = None
             if maps is not None and maps.patch_maps is not None:
                 column = maps.patch_latents.index(k)
                 flat = maps.patch_maps[b, t, column].float().cpu()
                 grid = round(flat.numel() ** 0.5)
                 patch_map = flat.reshape(grid, grid).numpy()
-            latents.append(LatentShare(k, float(activations[k]), float(attributions[k]), [], patch_map))
+            latents.append(LatentShare(k, float(activations[k]), float(attributions[k]), labels, patch_map))
         share = abs(error) / total if total > 0 else 0.0
         texts.append(TextShare(text, float(attribution.scores[b, t]), latents, error, share))
     return AttributionResult(texts, grid)
 
 
-def _with_labels(result: AttributionResult, labels: list[list[list[Label]]]) -> AttributionResult:
-    texts = [
-        TextShare(
-            text.text,
-            text.score,
-            [
-                LatentShare(s.latent, s.activation, s.attribution, lab, s.patch_map)
-                for s, lab in zip(text.latents, per_latent, strict=True)
-            ],
-            text.error_attribution,
-            text.error_share,
-        )
-        for text, per_latent in zip(result.texts, labels, strict=True)
-    ]
-    return AttributionResult(texts, result.patch_grid)
-
-
-def _decompose(clip: LoadedClip, pixels: Tensor, text: str) -> DecompositionResult:
+def _decompose(clip: LoadedClip, pixels: Tensor, text_embedding: Tensor) -> DecompositionResult:
     with torch.no_grad():
-        text_embedding = clip.encode_texts([text])[0]
         scores = direct_effects(decompose(clip.model, pixels), text_embedding)
     heads = scores.per_head()[0, :, :, 0].cpu()
     layers = [

@@ -20,14 +20,14 @@ from ray.serve.grpc_util import RayServegRPCContext
 from ray.serve.handle import DeploymentHandle
 
 from cliplens.core.errors import InvalidInputError
-from cliplens.core.steering import LatentEdit, SteerMode
 from cliplens.serve import messages
+from cliplens.serve.attribution_api import AttributionApi, RemoteAttributor
 from cliplens.serve.auth import TokenAuth
 from cliplens.serve.calls import R, answer
 from cliplens.serve.catalog import Catalog
 from cliplens.serve.encoder import ModelFacts
 from cliplens.serve.feature_api import FeatureApi
-from cliplens.serve.inputs import ImageSource, bounded, check_count, check_text, check_texts, float_array
+from cliplens.serve.inputs import ImageSource, check_count, check_texts, float_array
 from cliplens.serve.reconstruction import reconstruction_error
 from cliplens.serve.settings import AppSettings
 from cliplens.store import SaeRecord, open_store
@@ -38,11 +38,6 @@ SERVICES = tuple(
     f"cliplens.v1.{name}"
     for name in ("EncoderService", "SaeService", "AttributionService", "FeatureService", "ModelService")
 )
-EDIT_MODES: dict[int, SteerMode] = {
-    attribution_pb2.EDIT_OP_ADD: "add",
-    attribution_pb2.EDIT_OP_SUBTRACT: "subtract",
-    attribution_pb2.EDIT_OP_CLAMP: "clamp",
-}
 
 
 @serve.deployment(name="CliplensIngress", max_ongoing_requests=256, ray_actor_options={"num_cpus": 0.5})
@@ -64,8 +59,11 @@ class CliplensIngress:
         bucket = open_store(settings.image_store_uri) if settings.image_store_uri else None
         self.images = ImageSource(settings.limits, bucket)
         self.feature_api = FeatureApi(settings, self.catalog, store, attributor)
+        self.attribution_api = AttributionApi(
+            settings.limits, self.catalog, self.images, RemoteAttributor(attributor)
+        )
         self.auth = TokenAuth(settings.auth)
-        self.encoder, self.sae, self.attributor = encoder, sae, attributor
+        self.encoder, self.sae = encoder, sae
         self._model_facts: list[ModelFacts] | None = None
 
     # -- health ------------------------------------------------------------------------------------
@@ -163,22 +161,7 @@ class CliplensIngress:
     async def AttributeLatents(
         self, request: attribution_pb2.AttributeLatentsRequest, grpc_context: RayServegRPCContext
     ) -> Message:
-        async def work() -> attribution_pb2.AttributeLatentsResponse:
-            record = self.catalog.sae(request.sae_id)
-            texts = check_texts(
-                "texts", request.texts, self.limits.max_attribution_texts, self.limits.max_text_chars
-            )
-            top_n = bounded("top_n", request.top_n, 10, min(self.limits.max_top_n, record.cfg.d_sae))
-            if request.include_patch_maps and not record.cfg.site.endswith(":patches"):
-                raise InvalidInputError(
-                    f"include_patch_maps: SAE '{record.sae_id}' sits at '{record.cfg.site}', not a patch site"
-                )
-            image = await self._read_image("image", request.image)
-            result = await self._attributor(record).attribute.remote(
-                record.sae_id, image, texts, top_n, request.include_patch_maps
-            )
-            return messages.attribution(record.sae_id, result)
-
+        work = functools.partial(self.attribution_api.attribute_latents, request)
         return await self._call(
             "AttributeLatents", grpc_context, attribution_pb2.AttributeLatentsResponse, work
         )
@@ -186,28 +169,13 @@ class CliplensIngress:
     async def Decompose(
         self, request: attribution_pb2.DecomposeRequest, grpc_context: RayServegRPCContext
     ) -> Message:
-        async def work() -> attribution_pb2.DecomposeResponse:
-            model_id = self.catalog.check_model(request.model_id)
-            text = check_text("text", request.text, self.limits.max_text_chars)
-            image = await self._read_image("image", request.image)
-            result = await self.attributor.decompose.remote(model_id, image, text)
-            return messages.decomposition(model_id, result)
-
+        work = functools.partial(self.attribution_api.decompose, request)
         return await self._call("Decompose", grpc_context, attribution_pb2.DecomposeResponse, work)
 
     async def Steer(
         self, request: attribution_pb2.SteerRequest, grpc_context: RayServegRPCContext
     ) -> Message:
-        async def work() -> attribution_pb2.SteerResponse:
-            record = self.catalog.sae(request.sae_id)
-            edits = self._edits(record, request.edits)
-            class_names = check_texts(
-                "class_names", request.class_names, self.limits.max_class_names, self.limits.max_text_chars, 0
-            )
-            image = await self._read_image("image", request.image)
-            result = await self._attributor(record).steer.remote(record.sae_id, image, edits, class_names)
-            return messages.steering(record.sae_id, class_names, result)
-
+        work = functools.partial(self.attribution_api.steer, request)
         return await self._call("Steer", grpc_context, attribution_pb2.SteerResponse, work)
 
     # -- FeatureService ----------------------------------------------------------------------------
@@ -265,17 +233,9 @@ class CliplensIngress:
     def _sae(self, record: SaeRecord) -> Any:
         return self.sae.options(multiplexed_model_id=record.sae_id)
 
-    def _attributor(self, record: SaeRecord) -> Any:
-        return self.attributor.options(multiplexed_model_id=record.sae_id)
-
-    async def _read_image(self, field: str, image: common_pb2.Image) -> tuple[str, bytes]:
-        if image.WhichOneof("source") == "object_key":
-            return field, await asyncio.to_thread(self.images.read, field, image)
-        return field, self.images.read(field, image)
-
     async def _read_images(self, field: str, images: list[common_pb2.Image]) -> list[tuple[str, bytes]]:
         check_count(field, len(images), self.limits.max_images)
-        return [await self._read_image(f"{field}[{i}]", image) for i, image in enumerate(images)]
+        return [await self.images.fetch(f"{field}[{i}]", image) for i, image in enumerate(images)]
 
     async def _sae_rows(self, record: SaeRecord, sae_input: sae_pb2.SaeInput) -> tuple[np.ndarray, list[int]]:
         """Rows ``(n, d_in)`` of an SaeInput and their leading shape."""
@@ -324,18 +284,3 @@ class CliplensIngress:
         if not np.isfinite(dense).all():
             raise InvalidInputError("sparse: values must be finite")
         return dense
-
-    def _edits(self, record: SaeRecord, edits: Any) -> list[LatentEdit]:
-        check_count("edits", len(edits), self.limits.max_edits)
-        out = []
-        for i, edit in enumerate(edits):
-            if edit.op not in EDIT_MODES:
-                raise InvalidInputError(
-                    f"edits[{i}].op: must be EDIT_OP_ADD, EDIT_OP_SUBTRACT or EDIT_OP_CLAMP"
-                )
-            if edit.latent >= record.cfg.d_sae:
-                raise InvalidInputError(f"edits[{i}].latent: {edit.latent} is not in [0, {record.cfg.d_sae})")
-            if not np.isfinite(edit.value):
-                raise InvalidInputError(f"edits[{i}].value: must be finite")
-            out.append(LatentEdit(int(edit.latent), float(edit.value), EDIT_MODES[edit.op]))
-        return out

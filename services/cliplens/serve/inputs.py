@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Sequence
 
 import numpy as np
@@ -37,9 +38,11 @@ class ImageSource:
         check_image_bytes(field, data, self.limits)
         return data
 
-    def read_all(self, field: str, images: Sequence[common_pb2.Image]) -> list[bytes]:
-        check_count(field, len(images), self.limits.max_images)
-        return [self.read(f"{field}[{i}]", image) for i, image in enumerate(images)]
+    async def fetch(self, field: str, image: common_pb2.Image) -> tuple[str, bytes]:
+        """``(field, bytes)`` of ``image``, reading bucket keys off the event loop."""
+        if image.WhichOneof("source") == "object_key":
+            return field, await asyncio.to_thread(self.read, field, image)
+        return field, self.read(field, image)
 
     def _read_key(self, field: str, key: str) -> bytes:
         if self.bucket is None:

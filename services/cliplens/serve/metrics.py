@@ -76,7 +76,7 @@ def metrics() -> Metrics:
         ),
         cache_lookups=Counter(
             "cliplens_cache_lookups_total",
-            description="Feature-index lookups by cache and result (hit, miss).",
+            description="Cache lookups by cache (redis_topk, redis_stats, text_embeddings) and result (hit, miss).",
             tag_keys=("cache", "result"),  # type: ignore[arg-type]
         ),
         load_seconds=Histogram(

@@ -55,11 +55,16 @@ class AuthSettings(_Strict):
     token_env: str | None = "CLIPLENS_API_TOKENS"
 
 
-class FeaturePortSettings(_Strict):
-    """The direct FeatureService port served by the FeatureGateway deployment (0: no gateway)."""
+class DirectPortSettings(_Strict):
+    """A direct gRPC port served inside replicas, beside the ingress's port (0: not served).
+
+    Calls on it bypass Serve's queue limits, so ``max_concurrent_rpcs`` bounds them per replica:
+    beyond it a call fails with RESOURCE_EXHAUSTED.
+    """
 
     port: int = Field(default=0, ge=0, le=65535)
     host: str = "0.0.0.0"
+    max_concurrent_rpcs: int = Field(default=256, gt=0)
 
 
 class AppSettings(_Strict):
@@ -75,12 +80,18 @@ class AppSettings(_Strict):
     dtype: str = "fp32"
     limits: Limits = Limits()
     encoder_batch: BatchSettings = BatchSettings()
-    attribution_batch: BatchSettings = BatchSettings(max_batch_size=8)
+    # No wait: attribution is latency-bound; requests queued while a batch runs form the next one.
+    attribution_batch: BatchSettings = BatchSettings(max_batch_size=8, batch_wait_timeout_s=0.0)
     sae_cache: SaeCacheSettings = SaeCacheSettings()
     auth: AuthSettings = AuthSettings()
-    feature_port: FeaturePortSettings = FeaturePortSettings()
+    # FeatureService from the FeatureGateway deployment (0: no gateway).
+    feature_port: DirectPortSettings = DirectPortSettings()
+    # AttributionService from each Attributor replica: no proxy or actor hop (0: none).
+    attribution_port: DirectPortSettings = DirectPortSettings()
     top_k_default: int = Field(default=16, gt=0)
     labels_per_latent: int = Field(default=3, ge=0)
+    # Text embeddings kept per Attributor replica (least recently used evicted; 0: none kept).
+    text_cache_size: int = Field(default=4096, ge=0)
     # Threads per Encoder / Attributor replica that decode, resize and crop images. They share the
     # replica's GIL with the model's Python, so more than one rarely helps on CPU.
     preprocess_threads: int = Field(default=1, gt=0)
