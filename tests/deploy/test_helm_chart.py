@@ -280,7 +280,7 @@ def test_in_chart_stores_wiring() -> None:
         # The Serve config's redis_url names the in-chart Redis, so it is kept as is.
         assert env["CLIPLENS_REDIS_URL"]["value"] == config["applications"][0]["args"]["redis_url"]
     services = {m["metadata"]["name"] for m in manifests if m["kind"] == "Service"}
-    assert services == {"cliplens-minio", "cliplens-redis", "cliplens-features"}
+    assert services == {"cliplens-minio", "cliplens-redis", "cliplens-features", "cliplens-attribution"}
     minio = one(manifests, "StatefulSet")["spec"]
     assert minio["volumeClaimTemplates"][0]["spec"]["resources"]["requests"]["storage"] == "50Gi"
 
