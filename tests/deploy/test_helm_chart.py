@@ -20,6 +20,8 @@ import kubernetes_validate
 import pytest
 import yaml
 
+from cliplens.serve.settings import AppSettings
+
 REPO = Path(__file__).resolve().parents[2]
 CHART = REPO / "helm" / "cliplens"
 HELM = REPO / ".tools" / "bin" / "helm"
@@ -260,6 +262,24 @@ def test_attributors_direct_port_is_a_headless_service_over_the_ray_pods() -> No
         ][0]["ports"]
     }
     assert "grpc-attribution" not in ports
+
+
+def test_direct_ports_speak_tls_from_a_mounted_secret() -> None:
+    manifests = render("--set", "directPortsTls.secretName=cliplens-direct-tls")
+    args = serve_config(manifests)["applications"][0]["args"]
+    for name in ("feature_port", "attribution_port"):
+        assert args[name]["tls_cert_file"] == "/etc/cliplens/direct-tls/tls.crt"
+        assert args[name]["tls_key_file"] == "/etc/cliplens/direct-tls/tls.key"
+    AppSettings.model_validate(args)
+    cluster = one(manifests, "RayService")["spec"]["rayClusterConfig"]
+    for pod in [cluster["headGroupSpec"]["template"]] + [g["template"] for g in cluster["workerGroupSpecs"]]:
+        volumes = {v["name"]: v for v in pod["spec"]["volumes"]}
+        assert volumes["direct-ports-tls"]["secret"]["secretName"] == "cliplens-direct-tls"
+        mounts = {m["name"]: m["mountPath"] for m in pod["spec"]["containers"][0]["volumeMounts"]}
+        assert mounts["direct-ports-tls"] == "/etc/cliplens/direct-tls"
+        assert "api-tokens" in mounts  # the token file is still mounted beside it
+    plain = serve_config(render())["applications"][0]["args"]
+    assert all("tls_cert_file" not in plain[name] for name in ("feature_port", "attribution_port"))
 
 
 def env_of(template: dict[str, Any]) -> dict[str, dict[str, Any]]:

@@ -1,12 +1,14 @@
 """One Serve instance for the serve tests: the demo app ("cliplens", with its direct feature and
 attribution ports), and an auth-on app ("cliplens-auth": ingress with a small queue, feature port and
-its own Attributor, whose direct port takes one call at a time) sharing the encoder and SAE runner."""
+its own Attributor, whose direct port speaks TLS and takes one call at a time) sharing the encoder and
+SAE runner."""
 
 from __future__ import annotations
 
 from collections.abc import Iterator
 
 import pytest
+from certificates import self_signed
 from demo_index import build_demo_index
 from serve_setup import APP, AUTH_APP, SMALL, TEST_OPTIONS, TOKEN, ServeApp
 
@@ -40,6 +42,7 @@ def serve_app(
     index = build_demo_index(demo_clip, root, serve_redis.url)
     token_file = root / "tokens"
     token_file.write_text(f"# test tokens\n{TOKEN}\n")
+    certificate = self_signed(root)
     grpc_port, http_port, feature_port, auth_feature_port, attribution_port, auth_attribution_port = (
         free_ports(6)
     )
@@ -72,6 +75,8 @@ def serve_app(
                 "host": "127.0.0.1",
                 "port": auth_attribution_port,
                 "max_concurrent_rpcs": 1,
+                "tls_cert_file": str(certificate.cert_file),
+                "tls_key_file": str(certificate.key_file),
             },
         }
     )
@@ -99,6 +104,7 @@ def serve_app(
             f"127.0.0.1:{auth_feature_port}",
             f"127.0.0.1:{attribution_port}",
             f"127.0.0.1:{auth_attribution_port}",
+            certificate.pem,
         )
     finally:
         serve.shutdown()

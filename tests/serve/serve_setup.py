@@ -37,7 +37,8 @@ class ServeApp:
     feature_address: str  # the FeatureGateway's direct port
     auth_feature_address: str  # the auth-on app's direct feature port
     attribution_address: str  # the Attributor's direct port
-    auth_attribution_address: str  # the auth-on app's Attributor's direct port (one call at a time)
+    auth_attribution_address: str  # the auth-on app's Attributor's direct port (TLS, one call at a time)
+    auth_attribution_root: bytes  # the PEM certificate that port presents (self-signed)
 
     def client(self, app: str = APP, token: str | None = None, retry: RetryPolicy | None = None) -> Client:
         return Client(self.address, app=app, token=token, timeout=120, retry=retry)

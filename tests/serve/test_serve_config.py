@@ -10,7 +10,8 @@ from pydantic import ValidationError
 from ray.serve.schema import ServeDeploySchema
 
 from cliplens.serve.app import DEPLOYMENTS, GRPC_SERVICER_FUNCTIONS
-from cliplens.serve.settings import AppSettings
+from cliplens.serve.direct_port import server_credentials
+from cliplens.serve.settings import AppSettings, DirectPortSettings
 
 CONFIG = Path(__file__).resolve().parents[2] / "deploy" / "serve_config.yaml"
 
@@ -36,3 +37,14 @@ def test_serve_config_is_valid_and_complete() -> None:
 def test_unknown_arguments_are_refused() -> None:
     with pytest.raises(ValidationError, match="max_batch"):
         AppSettings.model_validate({"models": ["demo"], "store_uri": "/s", "max_batch": 3})
+
+
+def test_direct_port_tls_needs_both_files_and_names_an_unreadable_one(tmp_path: Path) -> None:
+    with pytest.raises(ValidationError, match="tls_cert_file and tls_key_file"):
+        DirectPortSettings(port=9002, tls_cert_file="/etc/cert.pem")
+    cert = tmp_path / "cert.pem"
+    cert.write_text("-----BEGIN CERTIFICATE-----\n")
+    port = DirectPortSettings(port=9002, tls_cert_file=str(cert), tls_key_file=str(tmp_path / "missing.key"))
+    with pytest.raises(RuntimeError, match=r"tls_key_file: cannot read .*missing\.key"):
+        server_credentials(port)
+    assert server_credentials(DirectPortSettings(port=9002)) is None

@@ -1,10 +1,11 @@
 """The direct gRPC ports (FeatureGateway's FeatureService, each Attributor's AttributionService): same
-answers, errors and auth as the ingress, plus health, reflection and a concurrency bound of their own."""
+answers, errors and auth as the ingress, plus health, reflection, TLS and a concurrency bound of their own."""
 
 from __future__ import annotations
 
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
+from typing import Any
 
 import grpc
 import pytest
@@ -14,7 +15,12 @@ from grpc_reflection.v1alpha.proto_reflection_descriptor_database import ProtoRe
 from serve_setup import TOKEN, ServeApp, same
 
 from cliplens_client import Client, LatentEdit, ObjectKey, RetryPolicy, RpcError
-from cliplens_client.errors import AuthenticationError, InvalidArgumentError, NotFoundError
+from cliplens_client.errors import (
+    AuthenticationError,
+    InvalidArgumentError,
+    NotFoundError,
+    UnavailableError,
+)
 
 SERVICES = {"feature": "cliplens.v1.FeatureService", "attribution": "cliplens.v1.AttributionService"}
 
@@ -95,20 +101,38 @@ def test_attribution_port_errors_name_the_problem(attribution: Client, serve_app
     assert attribution.attribute_latents(FINAL_SAE, jpeg, ["a cat"], top_n=2)[0].latents  # still serving
 
 
+def auth_client(serve_app: ServeApp, port: str, token: str | None, **options: Any) -> Client:
+    """A client of the auth-on app's direct port (the attribution one speaks TLS)."""
+    _, address = addresses(serve_app, port)
+    tls = {"root_certificates": serve_app.auth_attribution_root} if port == "attribution" else {}
+    return Client(address, token=token, timeout=120, **tls, **options)
+
+
 @pytest.mark.parametrize("port", ["feature", "attribution"])
 def test_direct_port_auth(serve_app: ServeApp, port: str) -> None:
-    _, address = addresses(serve_app, port)
-
     def call(c: Client) -> object:
         if port == "feature":
             return c.top_activations(FINAL_SAE, serve_app.index.active_latent, k=3).inputs
         return c.attribute_latents(FINAL_SAE, serve_app.index.jpegs[0], ["a cat"], top_n=2)[0].latents
 
     for token in (None, "wrong-token"):
-        with Client(address, token=token) as c, pytest.raises(AuthenticationError):
+        with auth_client(serve_app, port, token) as c, pytest.raises(AuthenticationError):
             call(c)
-    with Client(address, token=TOKEN, timeout=120) as c:
+    with auth_client(serve_app, port, TOKEN) as c:
         assert call(c)
+
+
+def test_direct_port_tls_refuses_plaintext(serve_app: ServeApp) -> None:
+    retry = RetryPolicy(max_attempts=1)
+    plaintext = Client(serve_app.auth_attribution_address, token=TOKEN, retry=retry, timeout=10)
+    with plaintext as c, pytest.raises(UnavailableError):
+        c.attribute_latents(FINAL_SAE, serve_app.index.jpegs[0], ["a cat"])
+    with grpc.secure_channel(
+        serve_app.auth_attribution_address,
+        grpc.ssl_channel_credentials(serve_app.auth_attribution_root),
+    ) as channel:
+        reply = health_pb2_grpc.HealthStub(channel).Check(health_pb2.HealthCheckRequest(), timeout=30)
+        assert reply.status == health_pb2.HealthCheckResponse.SERVING
 
 
 @pytest.mark.parametrize("port", ["feature", "attribution"])
@@ -128,8 +152,7 @@ def test_direct_port_health_and_reflection(serve_app: ServeApp, port: str) -> No
 
 def test_attribution_port_beyond_its_concurrency_is_resource_exhausted(serve_app: ServeApp) -> None:
     """The auth app's Attributor port takes one call at a time (max_concurrent_rpcs: 1)."""
-    retry = RetryPolicy(max_attempts=1)
-    with Client(serve_app.auth_attribution_address, token=TOKEN, retry=retry, timeout=120) as c:
+    with auth_client(serve_app, "attribution", TOKEN, retry=RetryPolicy(max_attempts=1)) as c:
 
         def attribute(_: int) -> str:
             try:

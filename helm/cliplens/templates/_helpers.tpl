@@ -89,6 +89,16 @@ as Serve replaces fields), and args.redis_url dropped when it is not the URL thi
 {{- if and (hasKey $args "redis_url") (not (hasKey .Values.serve.args "redis_url")) (ne $args.redis_url (include "cliplens.redis.url" .)) }}
 {{- $_ := unset $args "redis_url" }}
 {{- end }}
+{{- with .Values.directPortsTls.secretName }}
+{{- range $name := list "feature_port" "attribution_port" }}
+{{- $port := get $args $name | default dict }}
+{{- if ($port.port | default 0 | int) }}
+{{- $_ := set $port "tls_cert_file" (printf "%s/tls.crt" $.Values.directPortsTls.mountPath) }}
+{{- $_ := set $port "tls_key_file" (printf "%s/tls.key" $.Values.directPortsTls.mountPath) }}
+{{- $_ := set $args $name $port }}
+{{- end }}
+{{- end }}
+{{- end }}
 {{- $_ := set $app "args" $args }}
 {{- $known := list }}
 {{- range $deployment := $app.deployments }}
@@ -194,14 +204,20 @@ cliplens.io/ray-node: "true"
   imagePullPolicy: {{ .root.Values.image.pullPolicy }}
   env: {{- include "cliplens.env" .root | trim | nindent 4 }}
   ports: {{- include "cliplens.rayPorts" (dict "root" .root "head" (eq .kind "head")) | trim | nindent 4 }}
-  {{- if .tokenFile }}
+  {{- $tls := .root.Values.directPortsTls }}
+  {{- if or .tokenFile $tls.secretName }}
   volumeMounts:
+    {{- if .tokenFile }}
     - {name: api-tokens, mountPath: {{ dir .tokenFile }}, readOnly: true}
+    {{- end }}
+    {{- if $tls.secretName }}
+    - {name: direct-ports-tls, mountPath: {{ $tls.mountPath }}, readOnly: true}
+    {{- end }}
   {{- end }}
   resources: {{- toYaml .resources | nindent 4 }}
 {{- end }}
 
-{{/* Pod-level settings of a group: pull secrets, placement, the API-token volume. */}}
+{{/* Pod-level settings of a group: pull secrets, placement, the API-token and direct-port TLS volumes. */}}
 {{- define "cliplens.podSpecExtras" -}}
 {{- with .root.Values.imagePullSecrets }}
 imagePullSecrets: {{- toYaml . | nindent 2 }}
@@ -215,11 +231,18 @@ tolerations: {{- toYaml . | nindent 2 }}
 {{- with .group.affinity }}
 affinity: {{- toYaml . | nindent 2 }}
 {{- end }}
-{{- if .tokenFile }}
+{{- $tlsSecret := .root.Values.directPortsTls.secretName }}
+{{- if or .tokenFile $tlsSecret }}
 volumes:
+  {{- if .tokenFile }}
   - name: api-tokens
     secret:
       secretName: {{ include "cliplens.apiTokens.secretName" .root }}
       items: [{key: tokens, path: {{ base .tokenFile }}}]
+  {{- end }}
+  {{- if $tlsSecret }}
+  - name: direct-ports-tls
+    secret: {secretName: {{ $tlsSecret }}}
+  {{- end }}
 {{- end }}
 {{- end }}

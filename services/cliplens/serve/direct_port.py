@@ -9,6 +9,7 @@ one node share the port (SO_REUSEPORT); port 9000 keeps serving everything.
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
+from pathlib import Path
 from types import ModuleType
 from typing import Any
 
@@ -82,8 +83,8 @@ class AttributionServicer(DirectServicer, attribution_pb2_grpc.AttributionServic
 
 async def start_direct_server(service: str, add: AddServicer, port: DirectPortSettings) -> grpc.aio.Server:
     """Start a server for ``service`` (its full name; ``add`` registers its servicer) with health
-    checking and reflection on ``port``, at most ``port.max_concurrent_rpcs`` calls at once; raises
-    when the port cannot be bound."""
+    checking and reflection on ``port`` (TLS when it has a certificate), at most
+    ``port.max_concurrent_rpcs`` calls at once; raises when the port cannot be bound."""
     server = grpc.aio.server(maximum_concurrent_rpcs=port.max_concurrent_rpcs)
     add(server)
     checker = health.aio.HealthServicer()
@@ -93,7 +94,26 @@ async def start_direct_server(service: str, add: AddServicer, port: DirectPortSe
     names = (service, health_pb2.DESCRIPTOR.services_by_name["Health"].full_name)
     reflection.enable_server_reflection((*names, reflection.SERVICE_NAME), server)
     address = f"{port.host}:{port.port}"
-    if server.add_insecure_port(address) == 0:
+    credentials = server_credentials(port)
+    bound = (
+        server.add_insecure_port(address)
+        if credentials is None
+        else server.add_secure_port(address, credentials)
+    )
+    if bound == 0:
         raise RuntimeError(f"{service} could not listen on {address}")
     await server.start()
     return server
+
+
+def server_credentials(port: DirectPortSettings) -> grpc.ServerCredentials | None:
+    """TLS credentials from the port's PEM files, or ``None`` for plaintext."""
+    if port.tls_cert_file is None or port.tls_key_file is None:
+        return None
+    pem = {}
+    for name, path in (("tls_cert_file", port.tls_cert_file), ("tls_key_file", port.tls_key_file)):
+        try:
+            pem[name] = Path(path).read_bytes()
+        except OSError as exc:
+            raise RuntimeError(f"{name}: cannot read {path}: {exc.strerror}") from exc
+    return grpc.ssl_server_credentials([(pem["tls_key_file"], pem["tls_cert_file"])])

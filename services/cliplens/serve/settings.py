@@ -59,12 +59,21 @@ class DirectPortSettings(_Strict):
     """A direct gRPC port served inside replicas, beside the ingress's port (0: not served).
 
     Calls on it bypass Serve's queue limits, so ``max_concurrent_rpcs`` bounds them per replica:
-    beyond it a call fails with RESOURCE_EXHAUSTED.
+    beyond it a call fails with RESOURCE_EXHAUSTED. With a certificate and key it speaks TLS.
     """
 
     port: int = Field(default=0, ge=0, le=65535)
     host: str = "0.0.0.0"
     max_concurrent_rpcs: int = Field(default=256, gt=0)
+    # PEM files, read in the replica: with both set the port speaks TLS, else plaintext.
+    tls_cert_file: str | None = None
+    tls_key_file: str | None = None
+
+    @model_validator(mode="after")
+    def _tls_pair(self) -> DirectPortSettings:
+        if (self.tls_cert_file is None) != (self.tls_key_file is None):
+            raise ValueError("tls_cert_file and tls_key_file: set both (TLS) or neither (plaintext)")
+        return self
 
 
 class AppSettings(_Strict):
