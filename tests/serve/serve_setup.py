@@ -3,16 +3,17 @@
 from __future__ import annotations
 
 import dataclasses
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
-from demo_index import DemoIndex
+from demo_index import FINAL_SAE, DemoIndex
 
 from cliplens.demo.local_stack import RedisServer
 from cliplens.serve.settings import AppSettings
-from cliplens_client import Client, RetryPolicy
+from cliplens_client import Client, RetryPolicy, RpcError
 
 APP = "cliplens"
 AUTH_APP = "cliplens-auth"
@@ -53,6 +54,20 @@ def same(a: Any, b: Any) -> bool:
     if isinstance(a, np.ndarray):
         return isinstance(b, np.ndarray) and np.array_equal(a, b)
     return bool(a == b)
+
+
+def concurrent_attribution_outcomes(client: Client, jpeg: bytes, calls: int = 12) -> list[str]:
+    """Status names ("ok" or the error code) of ``calls`` slow AttributeLatents calls made at once."""
+
+    def attribute(_: int) -> str:
+        try:
+            client.attribute_latents(FINAL_SAE, jpeg, ["a cat", "a dog"], top_n=100)
+            return "ok"
+        except RpcError as error:
+            return error.code.name
+
+    with ThreadPoolExecutor(calls) as pool:
+        return list(pool.map(attribute, range(calls)))
 
 
 def image_path(tmp_path: Path, data: bytes) -> Path:

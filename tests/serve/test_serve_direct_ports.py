@@ -4,7 +4,6 @@ answers, errors and auth as the ingress, plus health, reflection, TLS and a conc
 from __future__ import annotations
 
 from collections.abc import Iterator
-from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 import grpc
@@ -12,9 +11,9 @@ import pytest
 from demo_index import FINAL_SAE, PATCH_SAE
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha.proto_reflection_descriptor_database import ProtoReflectionDescriptorDatabase
-from serve_setup import TOKEN, ServeApp, same
+from serve_setup import TOKEN, ServeApp, concurrent_attribution_outcomes, same
 
-from cliplens_client import Client, LatentEdit, ObjectKey, RetryPolicy, RpcError
+from cliplens_client import Client, LatentEdit, ObjectKey, RetryPolicy
 from cliplens_client.errors import (
     AuthenticationError,
     InvalidArgumentError,
@@ -153,15 +152,6 @@ def test_direct_port_health_and_reflection(serve_app: ServeApp, port: str) -> No
 def test_attribution_port_beyond_its_concurrency_is_resource_exhausted(serve_app: ServeApp) -> None:
     """The auth app's Attributor port takes one call at a time (max_concurrent_rpcs: 1)."""
     with auth_client(serve_app, "attribution", TOKEN, retry=RetryPolicy(max_attempts=1)) as c:
-
-        def attribute(_: int) -> str:
-            try:
-                c.attribute_latents(FINAL_SAE, serve_app.index.jpegs[0], ["a cat", "a dog"], top_n=100)
-                return "ok"
-            except RpcError as error:
-                return error.code.name
-
-        with ThreadPoolExecutor(12) as pool:
-            outcomes = list(pool.map(attribute, range(12)))
+        outcomes = concurrent_attribution_outcomes(c, serve_app.index.jpegs[0])
     assert "RESOURCE_EXHAUSTED" in outcomes and "ok" in outcomes
     assert set(outcomes) <= {"ok", "RESOURCE_EXHAUSTED"}

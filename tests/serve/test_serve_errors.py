@@ -9,7 +9,7 @@ from concurrent.futures import ThreadPoolExecutor
 import grpc
 import pytest
 from demo_index import FINAL_SAE
-from serve_setup import APP, AUTH_APP, TOKEN, ServeApp
+from serve_setup import APP, AUTH_APP, TOKEN, ServeApp, concurrent_attribution_outcomes
 
 from cliplens_client import (
     AuthenticationError,
@@ -19,7 +19,6 @@ from cliplens_client import (
     NotFoundError,
     ObjectKey,
     RetryPolicy,
-    RpcError,
 )
 from cliplens_client.v1 import (
     attribution_pb2,
@@ -132,15 +131,6 @@ def test_auth_accepts_the_token_and_auth_off_needs_none(serve_app: ServeApp, cli
 def test_full_queue_is_resource_exhausted(serve_app: ServeApp) -> None:
     """The auth app's ingress takes one request at a time and queues one more."""
     with serve_app.client(AUTH_APP, token=TOKEN, retry=RetryPolicy(max_attempts=1)) as c:
-
-        def attribute(_: int) -> str:
-            try:
-                c.attribute_latents(FINAL_SAE, serve_app.index.jpegs[0], ["a cat", "a dog"], top_n=100)
-                return "ok"
-            except RpcError as error:
-                return error.code.name
-
-        with ThreadPoolExecutor(12) as pool:
-            outcomes = list(pool.map(attribute, range(12)))
+        outcomes = concurrent_attribution_outcomes(c, serve_app.index.jpegs[0])
     assert "RESOURCE_EXHAUSTED" in outcomes and "ok" in outcomes
     assert set(outcomes) <= {"ok", "RESOURCE_EXHAUSTED"}

@@ -48,9 +48,6 @@ from cliplens.serve.sae_cache import multiplexed_sae_getter
 from cliplens.serve.settings import AppSettings
 from cliplens.serve.text_cache import TextEmbeddingCache
 from cliplens.store import open_store
-from cliplens_client.v1 import attribution_pb2_grpc
-
-ATTRIBUTION_SERVICE = "cliplens.v1.AttributionService"
 
 
 @dataclass(frozen=True)
@@ -154,11 +151,7 @@ class Attributor:
             self.settings.limits, self.catalog, ImageSource(self.settings.limits, bucket), self
         )
         servicer = AttributionServicer(api, TokenAuth(self.settings.auth))
-        self.server = await start_direct_server(
-            ATTRIBUTION_SERVICE,
-            lambda server: attribution_pb2_grpc.add_AttributionServiceServicer_to_server(servicer, server),
-            self.settings.attribution_port,
-        )
+        self.server = await start_direct_server(servicer, self.settings.attribution_port)
 
     def _clip_of(self, sae_id: str) -> LoadedClip:
         return self.models[self.catalog.sae(sae_id).cfg.model_id]

@@ -25,13 +25,17 @@ from cliplens.serve.feature_api import FeatureApi
 from cliplens.serve.settings import DirectPortSettings
 from cliplens_client.v1 import attribution_pb2, attribution_pb2_grpc, features_pb2, features_pb2_grpc
 
-AddServicer = Callable[[grpc.aio.Server], None]
-
 
 class DirectServicer:
     """Base of the direct servicers: each rpc is one API call framed by :func:`answer`."""
 
-    responses: ModuleType  # the ``*_pb2`` module with each rpc's ``<Method>Response``
+    responses: ModuleType  # the ``*_pb2`` module with the service and each rpc's ``<Method>Response``
+    service_name: str  # the service's name in that module
+    register: Callable[[Any, grpc.aio.Server], None]  # the generated ``add_<Service>Servicer_to_server``
+
+    @property
+    def full_name(self) -> str:
+        return str(self.responses.DESCRIPTOR.services_by_name[self.service_name].full_name)
 
     def __init__(self, auth: TokenAuth) -> None:
         self.auth = auth
@@ -46,7 +50,8 @@ class DirectServicer:
 class FeatureServicer(DirectServicer, features_pb2_grpc.FeatureServiceServicer):
     """FeatureService over :class:`FeatureApi`."""
 
-    responses = features_pb2
+    responses, service_name = features_pb2, "FeatureService"
+    register = staticmethod(features_pb2_grpc.add_FeatureServiceServicer_to_server)
 
     def __init__(self, api: FeatureApi, auth: TokenAuth) -> None:
         super().__init__(auth)
@@ -65,7 +70,8 @@ class FeatureServicer(DirectServicer, features_pb2_grpc.FeatureServiceServicer):
 class AttributionServicer(DirectServicer, attribution_pb2_grpc.AttributionServiceServicer):
     """AttributionService over :class:`AttributionApi`."""
 
-    responses = attribution_pb2
+    responses, service_name = attribution_pb2, "AttributionService"
+    register = staticmethod(attribution_pb2_grpc.add_AttributionServiceServicer_to_server)
 
     def __init__(self, api: AttributionApi, auth: TokenAuth) -> None:
         super().__init__(auth)
@@ -81,12 +87,13 @@ class AttributionServicer(DirectServicer, attribution_pb2_grpc.AttributionServic
         return await self._answer("Steer", self.api.steer, request, context)
 
 
-async def start_direct_server(service: str, add: AddServicer, port: DirectPortSettings) -> grpc.aio.Server:
-    """Start a server for ``service`` (its full name; ``add`` registers its servicer) with health
-    checking and reflection on ``port`` (TLS when it has a certificate), at most
-    ``port.max_concurrent_rpcs`` calls at once; raises when the port cannot be bound."""
+async def start_direct_server(servicer: DirectServicer, port: DirectPortSettings) -> grpc.aio.Server:
+    """Start a server for ``servicer`` with health checking and reflection on ``port`` (TLS when it
+    has a certificate), at most ``port.max_concurrent_rpcs`` calls at once; raises when the port
+    cannot be bound."""
     server = grpc.aio.server(maximum_concurrent_rpcs=port.max_concurrent_rpcs)
-    add(server)
+    servicer.register(servicer, server)
+    service = servicer.full_name
     checker = health.aio.HealthServicer()
     for name in ("", service):
         await checker.set(name, health_pb2.HealthCheckResponse.SERVING)

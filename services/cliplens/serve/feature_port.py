@@ -16,9 +16,6 @@ from cliplens.serve.direct_port import FeatureServicer, start_direct_server
 from cliplens.serve.feature_api import FeatureApi
 from cliplens.serve.settings import AppSettings
 from cliplens.store import open_store
-from cliplens_client.v1 import features_pb2_grpc
-
-FEATURE_SERVICE = "cliplens.v1.FeatureService"
 
 
 @serve.deployment(name="FeatureGateway", max_ongoing_requests=4, ray_actor_options={"num_cpus": 0.5})
@@ -28,8 +25,4 @@ class FeatureGateway:
         servicer = FeatureServicer(
             FeatureApi(settings, Catalog(settings, store), store, attributor), TokenAuth(settings.auth)
         )
-        self.server = await start_direct_server(
-            FEATURE_SERVICE,
-            lambda server: features_pb2_grpc.add_FeatureServiceServicer_to_server(servicer, server),
-            settings.feature_port,
-        )
+        self.server = await start_direct_server(servicer, settings.feature_port)
