@@ -11,7 +11,7 @@ HELM := .tools/bin/helm
 GHZ_VERSION := v0.120.0
 GHZ := .tools/bin/ghz
 
-.PHONY: help venv servers helm ghz demo test lint format stubs clean
+.PHONY: help venv helm ghz demo test lint format stubs clean
 
 help:  ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-10s %s\n", $$1, $$2}'
@@ -23,12 +23,6 @@ $(STAMP): pyproject.toml clients/python/pyproject.toml
 	$(PY) -m pip install -q --upgrade pip
 	$(PY) -m pip install -q -e '.[dev]' -e clients/python
 	touch $(STAMP)
-
-servers:  ## install redis-server when missing (the S3 test server, SeaweedFS, comes with the dev extras)
-	@command -v redis-server >/dev/null || { \
-	  echo "installing redis-server"; \
-	  SUDO=$$( [ "$$(id -u)" = 0 ] || echo sudo ); \
-	  $$SUDO apt-get update -qq && $$SUDO apt-get install -y -qq redis-server >/dev/null; }
 
 helm:  ## build the pinned helm into .tools/bin for the chart tests (skipped when that version is there)
 	@$(HELM) version --template '{{.Version}}' 2>/dev/null | grep -qx '$(HELM_VERSION)' || { \
@@ -43,7 +37,7 @@ ghz:  ## build the pinned ghz (gRPC load generator) into .tools/bin for benchmar
 demo: venv  ## set up, then run the main job offline on the demo model
 	$(PY) -m cliplens.demo
 
-test: venv servers helm  ## set up, then run the whole test suite
+test: venv helm  ## set up, then run the whole test suite
 	$(PY) -m pytest $(PYTEST_ARGS)
 
 lint: venv  ## ruff (lint + format check) and mypy

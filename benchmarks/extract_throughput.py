@@ -26,7 +26,7 @@ from typing import Any
 import pyarrow.parquet as pq
 import ray
 
-from cliplens.demo.local_stack import S3_ACCESS_KEY, S3_SECRET_KEY, SeaweedS3
+from cliplens.store.local_stack import S3_ACCESS_KEY, S3_SECRET_KEY, SeaweedS3
 from cliplens.jobs.extract import ExtractConfig, run_extract
 from cliplens.store import open_store
 from serve_common import write_results

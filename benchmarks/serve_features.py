@@ -35,7 +35,7 @@ import numpy as np
 from google.protobuf import descriptor_pb2
 from grpc_health.v1 import health_pb2
 
-from cliplens.demo.local_stack import free_ports
+from cliplens.store.local_stack import free_ports
 from serve_common import APP, ROOT, cpu_times, serve_app, steal_share, write_results
 
 GHZ = ROOT / ".tools" / "bin" / "ghz"

@@ -39,7 +39,7 @@ def shared_cifar() -> Path:
 @pytest.fixture(scope="session")
 def ray_metrics_port() -> int:
     """Where the session's Ray exports Prometheus metrics (what a Prometheus would scrape)."""
-    from cliplens.demo.local_stack import free_ports
+    from cliplens.store.local_stack import free_ports
 
     return free_ports(1)[0]
 

@@ -11,7 +11,7 @@ from collections.abc import Iterator
 
 import pytest
 
-from cliplens.demo.local_stack import S3_ACCESS_KEY, S3_SECRET_KEY, RedisServer, SeaweedS3
+from cliplens.store.local_stack import S3_ACCESS_KEY, S3_SECRET_KEY, RedisServer, SeaweedS3
 from cliplens.store import S3Config, S3Store
 
 

@@ -12,7 +12,7 @@ from job_helpers import cifar_subset
 
 from cliplens.cli import main
 from cliplens.core.sae import Sae, build_sae
-from cliplens.demo.local_stack import RedisServer, free_ports
+from cliplens.store.local_stack import RedisServer, free_ports
 from cliplens.jobs.extract import ExtractConfig, run_extract
 from cliplens.jobs.topk import compute_topk
 from cliplens.store import ActivationRun, LocalStore, TopKCache, load_sae_from_store, read_topk_results

@@ -11,7 +11,7 @@ from typing import Any
 import numpy as np
 from demo_index import FINAL_SAE, DemoIndex
 
-from cliplens.demo.local_stack import RedisServer
+from cliplens.store.local_stack import RedisServer
 from cliplens.serve.settings import AppSettings
 from cliplens_client import Client, RetryPolicy, RpcError
 

@@ -11,7 +11,7 @@ import redis
 import torch
 
 from cliplens.core.errors import InvalidInputError
-from cliplens.demo.local_stack import RedisServer
+from cliplens.store.local_stack import RedisServer
 from cliplens.store import (
     AsyncTopKReader,
     LatentStats,

