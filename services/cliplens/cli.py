@@ -15,6 +15,8 @@ from cliplens.core.errors import CliplensError
 COMMANDS: dict[str, str] = {
     "models": "cliplens.jobs.models_command",
     "probe": "cliplens.jobs.probe_command",
+    "index": "cliplens.jobs.index_command",
+    "serve": "cliplens.serve.serve_command",
     "extract": "cliplens.jobs.extract_command",
     "train-sae": "cliplens.jobs.train_sae_command",
     "topk": "cliplens.jobs.topk_command",

@@ -13,8 +13,16 @@ from cliplens.core.models import LoadedClip
 from cliplens.core.sae import ReluConfig, Sae, TopKConfig, build_sae
 from cliplens.core.sae.train import TensorBatches, TrainConfig, train_sae
 from cliplens.core.sites import encode_images
-from cliplens.demo.sample import load_labelled_parquet
-from cliplens.store import LatentStats, LocalStore, TopKCache, TopKRow, save_sae_to_store, write_topk_results
+from cliplens.demo.sample import class_names, load_labelled_parquet
+from cliplens.store import (
+    LatentStats,
+    LocalStore,
+    TopKResult,
+    TopKRow,
+    fill_cache,
+    save_results,
+    save_sae_to_store,
+)
 
 RUN_ID = "demo-run"
 FINAL_SAE = "demo-final-topk"
@@ -40,13 +48,12 @@ class DemoIndex:
         latents = [row.latent for row in self.topk[FINAL_SAE]]
         return max(set(latents), key=latents.count)
 
+    def results(self) -> list[TopKResult]:
+        return [TopKResult(sae_id, rows, self.stats[sae_id]) for sae_id, rows in self.topk.items()]
+
     def fill_cache(self, redis_url: str) -> None:
         """Load every SAE's top-k rows and latent statistics into Redis."""
-        cache = TopKCache(redis_url, k=TOP_K)
-        for sae_id, rows in self.topk.items():
-            cache.rebuild(sae_id, rows, D_SAE)
-            for latent, stats in enumerate(self.stats[sae_id]):
-                cache.set_stats(sae_id, latent, stats)
+        fill_cache(redis_url, self.results())
 
 
 def jpeg(image: Image.Image) -> bytes:
@@ -61,7 +68,7 @@ def build_demo_index(clip: LoadedClip, root: Path, redis_url: str) -> DemoIndex:
     sample = load_labelled_parquet(limit=N_IMAGES)
     keys = [f"cifar10-test/{key}" for key in sample.keys]
     jpegs = [jpeg(image) for image in sample.images]
-    names = [str(int(label)) for label in sample.labels]
+    names = [class_names()[int(label)] for label in sample.labels]
     bucket = LocalStore(root / "bucket")
     for key, data in zip(keys, jpegs, strict=True):
         bucket.put_bytes(key, data)
@@ -87,10 +94,9 @@ def build_demo_index(clip: LoadedClip, root: Path, redis_url: str) -> DemoIndex:
             z = sae.encode(rows.float())
         z = z.amax(1) if z.ndim == 3 else z
         topk[sae_id] = _topk_rows(z, keys, names)
-        write_topk_results(store, RUN_ID, sae_id, topk[sae_id])
-        fires = (z > 0).sum(0).tolist()
-        stats[sae_id] = [LatentStats(int(f), N_IMAGES, [0.0, 1.0, 2.0], [int(f), 0]) for f in fires]
+        stats[sae_id] = _stats(z, names)
     index = DemoIndex(root / "store", root / "bucket", keys, jpegs, topk, stats)
+    save_results(store, RUN_ID, index.results())
     index.fill_cache(redis_url)
     return index
 
@@ -113,3 +119,19 @@ def _topk_rows(z: torch.Tensor, keys: list[str], labels: list[str]) -> list[TopK
         for rank, (value, row) in enumerate(zip(values[:, latent], rows[:, latent], strict=True))
         if value > 0
     ]
+
+
+def _stats(z: torch.Tensor, labels: list[str]) -> list[LatentStats]:
+    """Each latent's firing count, a two-bin histogram of its activations and firing counts by label."""
+    fired = z > 0
+    stats = []
+    for latent in range(z.shape[1]):
+        values = z[fired[:, latent], latent]
+        top = float(values.max()) if len(values) else 0.0
+        low = int((values < top / 2).sum())
+        by_label: dict[str, int] = {}
+        for row in fired[:, latent].nonzero().flatten().tolist():
+            by_label[labels[row]] = by_label.get(labels[row], 0) + 1
+        edges, counts = ([0.0, top / 2, top], [low, len(values) - low]) if len(values) else ([], [])
+        stats.append(LatentStats(len(values), z.shape[0], edges, counts, by_label))
+    return stats

@@ -2,34 +2,62 @@
 
 from __future__ import annotations
 
+import time
+
 import pytest
 import ray
 from demo_index import FINAL_SAE
 from serve_setup import APP, ServeApp
 
-from cliplens_client import Client, RetryPolicy
+from cliplens_client import Client, LatentInfo, RetryPolicy
+
+
+def numbers(info: LatentInfo) -> tuple[float, list[float], list[int], dict[str, int]]:
+    return info.firing_rate, info.bin_edges.tolist(), info.counts.tolist(), info.label_counts
+
+
+def wait_for_redis_answers(client: Client, latent: int, timeout_s: float = 60.0) -> str:
+    """Ask until an answer comes from Redis again (the service refills a cold cache by itself)."""
+    deadline = time.monotonic() + timeout_s
+    source = ""
+    while time.monotonic() < deadline:
+        source = client.top_activations(FINAL_SAE, latent, k=8).source
+        if source == "redis":
+            break
+        time.sleep(0.5)
+    return source
 
 
 @pytest.mark.parametrize("port", ["ingress", "feature port"])
-def test_top_activations_fall_back_to_the_store_when_redis_is_down(serve_app: ServeApp, port: str) -> None:
+def test_answers_fall_back_to_the_store_with_the_same_numbers_and_return_to_redis(
+    serve_app: ServeApp, port: str
+) -> None:
     address = serve_app.address if port == "ingress" else serve_app.feature_address
     latent = serve_app.index.active_latent
     with Client(address, app=APP, timeout=120) as client:
         from_redis = client.top_activations(FINAL_SAE, latent, k=8)
+        info_redis = client.latent_info(FINAL_SAE, latent)
         serve_app.redis.stop()
         try:
             degraded = client.top_activations(FINAL_SAE, latent, k=8)
             info = client.latent_info(FINAL_SAE, latent)
         finally:
-            serve_app.redis.start()
-            serve_app.index.fill_cache(serve_app.redis.url)
-        assert (from_redis.source, from_redis.degraded) == ("redis", False)
-        assert (degraded.source, degraded.degraded) == ("store", True)
-        assert [(i.input_id, i.label) for i in degraded.inputs] == [
-            (i.input_id, i.label) for i in from_redis.inputs
-        ]
-        assert degraded.inputs and info.degraded and info.source == "store"
-        assert client.top_activations(FINAL_SAE, latent, k=8).source == "redis"
+            serve_app.redis.start()  # empty: the service must refill it from the store
+        source_after_restart = wait_for_redis_answers(client, latent)
+        info_after_restart = client.latent_info(FINAL_SAE, latent)
+        if source_after_restart != "redis":
+            serve_app.index.fill_cache(serve_app.redis.url)  # keep the other tests' cache intact
+    assert (from_redis.source, from_redis.degraded) == ("redis", False)
+    assert (degraded.source, degraded.degraded) == ("store", True)
+    assert [(i.input_id, i.label, i.activation) for i in degraded.inputs] == [
+        (i.input_id, i.label, i.activation) for i in from_redis.inputs
+    ]
+    assert degraded.inputs and (info.degraded, info.source) == (True, "store")
+    assert (info_redis.degraded, info_redis.source) == (False, "redis")
+    assert info_redis.firing_rate > 0 and info_redis.label_counts
+    assert numbers(info) == numbers(info_redis)
+    assert source_after_restart == "redis"
+    assert info_after_restart.source == "redis" and numbers(info_after_restart) == numbers(info_redis)
 
 
 def test_client_retries_through_a_killed_replica(serve_app: ServeApp) -> None:

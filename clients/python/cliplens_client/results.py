@@ -279,6 +279,7 @@ class LatentInfo:
     counts: npt.NDArray[np.int64]
     source: str
     degraded: bool
+    label_counts: dict[str, int]
 
     @classmethod
     def from_proto(cls, message: features_pb2.LatentInfoResponse) -> LatentInfo:
@@ -297,6 +298,7 @@ class LatentInfo:
             counts=counts,
             source=_source(message.source),
             degraded=message.degraded,
+            label_counts=dict(message.label_counts),
         )
 
 

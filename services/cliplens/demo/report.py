@@ -6,7 +6,7 @@ from __future__ import annotations
 import base64
 import html
 import io
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -40,6 +40,24 @@ def heatmap_overlay(image: Image.Image, heatmap: np.ndarray, size: int = 192) ->
     return Image.composite(red, base, mask.point(lambda v: int(v * 0.6)))
 
 
+def histogram_svg(info: LatentInfo, width: int = 320, height: int = 80) -> str:
+    """The latent's activation histogram as an inline SVG bar chart, with its range below."""
+    counts = info.counts.tolist()
+    if not counts:
+        return "<p>(the latent never fires)</p>"
+    top, bar = max(counts) or 1, width / len(counts)
+    bars = "".join(
+        f"<rect x='{i * bar:.1f}' y='{height - h:.1f}' width='{max(bar - 1, 1):.1f}' height='{h:.1f}' fill='#c33'/>"
+        for i, count in enumerate(counts)
+        for h in [height * count / top]
+    )
+    low, high = float(info.bin_edges[0]), float(info.bin_edges[-1])
+    return (
+        f"<svg width='{width}' height='{height}' role='img' aria-label='activation histogram'>{bars}</svg>"
+        f"<br><small>activations {low:.2f} to {high:.2f}; tallest bin {top} inputs</small>"
+    )
+
+
 def collage(images: Sequence[Image.Image], columns: int = 8) -> Image.Image:
     rows = max(1, -(-len(images) // columns))
     sheet = Image.new("RGB", (columns * TILE, rows * TILE), "white")
@@ -58,7 +76,6 @@ def render_report(
     decomposition: Decomposition,
     panels: list[LatentPanel],
     sae_id: str,
-    class_label: Callable[[str | None], str],
 ) -> str:
     esc = html.escape
     rows = "".join(
@@ -75,9 +92,13 @@ def render_report(
     heat_img = heatmap_overlay(image, np.asarray(heat)) if heat is not None else image.resize((192, 192))
     latent_html = "".join(
         f"<h3>latent #{p.info.latent}: {esc(', '.join(lbl.text for lbl in p.info.labels[:3]) or 'unlabelled')}</h3>"
-        f"<p>firing rate {p.info.firing_rate:.3f}; top inputs served from {esc(p.top.source)}"
+        f"<p>firing rate {p.info.firing_rate:.3f} (statistics served from {esc(p.info.source)}); fires on "
+        + esc(
+            ", ".join(f"{name} {n}" for name, n in sorted(p.info.label_counts.items(), key=lambda x: -x[1]))
+        )
+        + f"</p>{histogram_svg(p.info)}<p>top inputs served from {esc(p.top.source)}"
         f"{' (degraded)' if p.top.degraded else ''}: "
-        + esc(", ".join(f"{class_label(i.label)} {i.activation:.2f}" for i in p.top.inputs[:8]))
+        + esc(", ".join(f"{i.label or '?'} {i.activation:.2f}" for i in p.top.inputs[:8]))
         + f"</p><img src='{png_data_uri(collage(p.images))}'>"
         for p in panels
     )

@@ -3,8 +3,13 @@
 This is a demo model trained by this project on CIFAR-10 (32 px images, 10 classes); it is not an
 OpenAI or LAION checkpoint. It exists so that everything in cliplens runs offline. Usage::
 
-    python -m cliplens.demo.train_demo_model --data ../shared/data/cifar10 \
+    python -m cliplens.demo.train_demo_model --data path/to/cifar10 \
         --out services/cliplens/assets/demo --epochs 5
+
+``--data`` names a CIFAR-10 folder that you supply: ``cifar10-train.parquet`` (the 50,000 train
+images) and ``cifar10-test.parquet`` (the 10,000 test images), each with columns ``key`` (string),
+``jpg`` (JPEG bytes) and ``label`` (int, the class index in CIFAR-10's order). cliplens ships only a
+2,000-image test sample, too little to train on.
 
 The output directory receives the open_clip model config, fp16 safetensors weights and the
 training log. Images and texts are contrastively aligned with same-class pairs as positives.
@@ -31,6 +36,7 @@ from cliplens.core.prompts import CIFAR10_CLASSES, PHOTO_TEMPLATES, fill_templat
 
 MODEL_NAME = "cliplens-demo-cifar10"
 ASSETS = Path(__file__).resolve().parent.parent / "assets" / "demo"
+SPLITS = ("cifar10-train.parquet", "cifar10-test.parquet")
 
 
 def load_split(path: Path) -> tuple[torch.Tensor, torch.Tensor]:
@@ -85,13 +91,23 @@ def main() -> None:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
-    parser.add_argument("--data", type=Path, default=Path("../shared/data/cifar10"))
+    parser.add_argument(
+        "--data",
+        type=Path,
+        required=True,
+        metavar="DIR",
+        help="a CIFAR-10 folder with cifar10-train.parquet and cifar10-test.parquet "
+        "(columns key, jpg, label); not shipped with cliplens",
+    )
     parser.add_argument("--out", type=Path, default=ASSETS)
     parser.add_argument("--epochs", type=int, default=5)
     parser.add_argument("--batch-size", type=int, default=256)
     parser.add_argument("--lr", type=float, default=2e-3)
     parser.add_argument("--seed", type=int, default=0)
     args = parser.parse_args()
+    missing = [name for name in SPLITS if not (args.data / name).is_file()]
+    if missing:
+        parser.error(f"--data {args.data}: no {' or '.join(missing)} there")
 
     torch.manual_seed(args.seed)
     generator = torch.Generator().manual_seed(args.seed)
@@ -102,8 +118,8 @@ def main() -> None:
     std = torch.tensor(model.visual.image_std or open_clip.OPENAI_DATASET_STD).view(1, 3, 1, 1)
 
     t0 = time.time()
-    train_x, train_y = load_split(args.data / "cifar10-train.parquet")
-    test_x, test_y = load_split(args.data / "cifar10-test.parquet")
+    train_x, train_y = load_split(args.data / SPLITS[0])
+    test_x, test_y = load_split(args.data / SPLITS[1])
     print(
         f"decoded {len(train_y)} train and {len(test_y)} test images in {time.time() - t0:.0f}s", flush=True
     )

@@ -13,6 +13,7 @@ The driver holds the undecoded input bytes of the dataset while the job runs (a 
 
 from __future__ import annotations
 
+import hashlib
 import os
 from collections.abc import Callable, Iterable, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
@@ -31,7 +32,7 @@ from cliplens.jobs.extract_stages import Batch, SiteEncoder, decode_batch, site_
 from cliplens.jobs.progress import Progress
 from cliplens.store.decoding import DEFAULT_MAX_PIXELS
 from cliplens.store.objects import ObjectStore
-from cliplens.store.readers import Record, read_inputs
+from cliplens.store.readers import Record, read_class_names, read_inputs
 from cliplens.store.run_writer import ActivationWriter
 from cliplens.store.runs import MANIFEST_FILE, Manifest, RunSpec
 
@@ -46,6 +47,8 @@ class ExtractConfig:
     model: str = "demo"
     sites: tuple[str, ...] = ("final",)
     input_format: str | None = None
+    # A class-names file: index labels (parquet ``label`` column, WebDataset ``.cls``) become names.
+    labels_from: str | None = None
     dataset_id: str | None = None
     rows_per_shard: int = 1024
     batch_size: int = 64
@@ -105,13 +108,17 @@ class ExtractSummary:
 
 def run_extract(config: ExtractConfig, store: ObjectStore) -> ExtractSummary:
     """Extract ``config``'s sites for every input into ``store``; needs Ray to be initialised."""
-    records = list(read_inputs(config.inputs, config.input_format))
+    class_names = read_class_names(config.labels_from) if config.labels_from else None
+    records = list(read_inputs(config.inputs, config.input_format, class_names=class_names))
     if not records:
         raise InvalidInputError(f"no inputs found at {config.inputs}")
     clip = load_clip(config.model, device="cpu", dtype=config.dtype)
     for site in config.sites:
         Site.parse(site).check(clip.model.visual)
-    writers = [ActivationWriter(store, _run_spec(config, clip, site, records)) for site in config.sites]
+    dataset_id = _dataset_id(config, class_names)
+    writers = [
+        ActivationWriter(store, _run_spec(config, clip, site, dataset_id, records)) for site in config.sites
+    ]
     spec = writers[0].spec
     pending = sorted({shard for writer in writers for shard in writer.pending_shards()})
     summary = ExtractSummary(
@@ -134,12 +141,23 @@ def run_extract(config: ExtractConfig, store: ObjectStore) -> ExtractSummary:
     return summary
 
 
-def _run_spec(config: ExtractConfig, clip: LoadedClip, site: str, records: list[Record]) -> RunSpec:
+def _dataset_id(config: ExtractConfig, class_names: list[str] | None) -> str:
+    """The dataset part of the run id: the given id or the inputs URI, and which class names label it."""
+    dataset_id = config.dataset_id or config.inputs
+    if class_names is None:
+        return dataset_id
+    digest = hashlib.sha256("\n".join(class_names).encode()).hexdigest()[:12]
+    return f"{dataset_id} (labels named by {len(class_names)} classes, {digest})"
+
+
+def _run_spec(
+    config: ExtractConfig, clip: LoadedClip, site: str, dataset_id: str, records: list[Record]
+) -> RunSpec:
     return RunSpec(
         model_id=clip.spec.id,
         site=site,
         preprocess=f"{clip.preprocess}; encoder dtype {config.dtype}",
-        dataset_id=config.dataset_id or config.inputs,
+        dataset_id=dataset_id,
         keys=tuple(r.key for r in records),
         rows_per_shard=config.rows_per_shard,
         job=asdict(config),

@@ -20,6 +20,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--format", dest="input_format", choices=FORMATS, help="input format (default: by suffix)"
     )
+    parser.add_argument(
+        "--labels-from",
+        help="class-names file (one per line, line i names class i) for index labels: a parquet label "
+        "column or WebDataset .cls files (an image folder's class sub-folders are named already)",
+    )
     parser.add_argument("--model", default="demo", help="model id or open_clip architecture (default: demo)")
     parser.add_argument(
         "--site",
@@ -65,6 +70,7 @@ def run(args: argparse.Namespace) -> int:
         model=args.model,
         sites=tuple(args.sites or ["final"]),
         input_format=args.input_format,
+        labels_from=args.labels_from,
         dataset_id=args.dataset_id,
         rows_per_shard=args.rows_per_shard,
         batch_size=args.batch_size,

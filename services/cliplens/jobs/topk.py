@@ -10,38 +10,19 @@ under ``<sae_id>.patch-mean``). Results go to the store first (durable), then to
 from __future__ import annotations
 
 from collections.abc import Iterator
-from dataclasses import dataclass
-from typing import Literal
 
 import torch
 from torch import Tensor
 
 from cliplens.core.sae import Sae
 from cliplens.jobs.progress import Progress
-from cliplens.store.latent_stats import read_latent_stats, write_latent_stats
-from cliplens.store.objects import ObjectStore
+from cliplens.store.feature_index import Pooling, TopKResult, result_ids
 from cliplens.store.run_reader import ActivationRun
-from cliplens.store.topk_cache import LatentStats, TopKCache
-from cliplens.store.topk_results import TopKRow, read_topk_results, write_topk_results
+from cliplens.store.topk_cache import LatentStats
+from cliplens.store.topk_results import TopKRow
 
-Pooling = Literal["max", "mean"]
-PATCH_MEAN_SUFFIX = ".patch-mean"
 HISTOGRAM_BINS = 32
 VECTORS_PER_BATCH = 8192
-
-
-@dataclass(frozen=True)
-class TopKResult:
-    """One ranking of the SAE's latents: its id in the store/cache, rows and per-latent stats."""
-
-    result_id: str
-    rows: list[TopKRow]
-    stats: list[LatentStats]
-
-
-def result_ids(sae_id: str, patches: bool) -> dict[Pooling, str]:
-    """The ids the rankings are stored under: the SAE id (max pooling) and, at patch sites, the mean."""
-    return {"max": sae_id, "mean": sae_id + PATCH_MEAN_SUFFIX} if patches else {"max": sae_id}
 
 
 @torch.no_grad()
@@ -131,30 +112,3 @@ def _stats(
             )
         )
     return stats
-
-
-def save_results(store: ObjectStore, run_id: str, results: list[TopKResult]) -> None:
-    """The durable copy: top-k parquet and latent-stats parquet per ranking."""
-    for result in results:
-        write_topk_results(store, run_id, result.result_id, result.rows)
-        write_latent_stats(store, run_id, result.result_id, result.stats)
-
-
-def load_results(store: ObjectStore, run_id: str, sae_id: str, patches: bool) -> list[TopKResult]:
-    """Read back what :func:`save_results` wrote for ``sae_id``."""
-    return [
-        TopKResult(
-            result_id,
-            read_topk_results(store, run_id, result_id),
-            read_latent_stats(store, run_id, result_id),
-        )
-        for result_id in result_ids(sae_id, patches).values()
-    ]
-
-
-def fill_cache(cache: TopKCache, results: list[TopKResult]) -> None:
-    """Replace the cached rankings with ``results``; raises :class:`StoreUnavailableError` if Redis is down."""
-    for result in results:
-        cache.rebuild(result.result_id, result.rows, len(result.stats))
-        for latent, stats in enumerate(result.stats):
-            cache.set_stats(result.result_id, latent, stats)

@@ -5,12 +5,12 @@ from __future__ import annotations
 import argparse
 import sys
 
-from cliplens.jobs.topk import compute_topk, fill_cache, load_results, save_results
+from cliplens.jobs.topk import compute_topk
 from cliplens.store.errors import StoreUnavailableError
+from cliplens.store.feature_index import fill_cache, load_results, save_results
 from cliplens.store.objects import open_store
 from cliplens.store.run_reader import ActivationRun
 from cliplens.store.saes import load_sae_from_store, read_sae_record
-from cliplens.store.topk_cache import TopKCache
 
 HELP = "compute each SAE latent's top-k inputs and histogram over its run (store + Redis cache)"
 
@@ -34,7 +34,6 @@ def run(args: argparse.Namespace) -> int:
     store = open_store(args.store)
     record = read_sae_record(store, args.sae)
     run_ = ActivationRun(store, record.run_id)
-    cache = TopKCache(args.redis_url, k=args.k)
     if args.rebuild_cache:
         results = load_results(store, run_.run_id, args.sae, patches=len(run_.row_shape) == 2)
     else:
@@ -48,7 +47,7 @@ def run(args: argparse.Namespace) -> int:
             )
         print(f"topk: stored under {store.uri.rstrip('/')}/runs/{run_.run_id}/topk/")
     try:
-        fill_cache(cache, results)
+        fill_cache(args.redis_url, results)
     except StoreUnavailableError as exc:
         print(
             f"topk: warning: Redis is unavailable, the cache was not filled ({exc}); the results are in the "

@@ -35,24 +35,61 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument("--run", required=True, help="activation run id (see the extract summary)")
     parser.add_argument("--sae-id", help="catalog id (default: <arch>-<run>-<d_sae>)")
+    add_sae_arguments(parser)
+
+
+def add_sae_arguments(
+    parser: argparse.ArgumentParser, *, epochs: int = 5, batch_size: int = 1024, warmup_steps: int = 100
+) -> None:
+    """The SAE's architecture, size and training flags (shared with ``cliplens index``)."""
     parser.add_argument("--arch", default="topk", choices=sorted(ARCHITECTURES), help="SAE architecture")
     size = parser.add_mutually_exclusive_group()
     size.add_argument("--d-sae", type=int, help="number of latents")
     size.add_argument("--expansion", type=int, default=8, help="d_sae = expansion x d_in (default: 8)")
     for name, (kind, text) in ARCH_FLAGS.items():
         parser.add_argument(f"--{name.replace('_', '-')}", type=kind, help=text)
-    parser.add_argument("--epochs", type=int, default=5)
-    parser.add_argument("--lr", type=float, default=1e-3)
-    parser.add_argument("--warmup-steps", type=int, default=100)
-    parser.add_argument("--batch-size", type=int, default=1024, help="rows per training batch")
+    parser.add_argument("--epochs", type=int, default=epochs, help=f"training epochs (default: {epochs})")
+    parser.add_argument("--lr", type=float, default=1e-3, help="peak learning rate (default: 1e-3)")
+    parser.add_argument(
+        "--warmup-steps",
+        type=int,
+        default=warmup_steps,
+        help=f"learning-rate warm-up (default: {warmup_steps})",
+    )
+    parser.add_argument(
+        "--batch-size", type=int, default=batch_size, help=f"rows per training batch (default: {batch_size})"
+    )
     parser.add_argument("--buffer-rows", type=int, default=65536, help="shuffle buffer rows")
-    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument(
+        "--seed",
+        type=int,
+        default=0,
+        help="seed of the SAE init, the batch order and training (fixed default 0: the same command "
+        "on the same data gives the same SAE on CPU)",
+    )
     parser.add_argument("--device", default="auto", help="auto, cpu or cuda")
+
+
+@dataclasses.dataclass(frozen=True)
+class SaeSettings:
+    """What :func:`add_sae_arguments`'s flags say: the architecture's own fields and the training."""
+
+    fields: dict[str, Any]
+    train: TrainConfig
+
+
+def sae_settings(args: argparse.Namespace) -> SaeSettings:
+    return SaeSettings(
+        fields=arch_fields(args.arch, {name: getattr(args, name) for name in ARCH_FLAGS}),
+        train=TrainConfig(
+            epochs=args.epochs, lr=args.lr, warmup_steps=args.warmup_steps, seed=args.seed, device=args.device
+        ),
+    )
 
 
 def run(args: argparse.Namespace) -> int:
     store = open_store(args.store)
-    fields = arch_fields(args.arch, {name: getattr(args, name) for name in ARCH_FLAGS})
+    sae = sae_settings(args)
     d_in = ActivationRun(store, args.run).row_shape[-1]
     d_sae = args.d_sae or args.expansion * d_in
     job = SaeJob(
@@ -60,10 +97,8 @@ def run(args: argparse.Namespace) -> int:
         sae_id=args.sae_id or f"{args.arch}-{args.run}-{d_sae}",
         arch=args.arch,
         d_sae=d_sae,
-        fields=fields,
-        train=TrainConfig(
-            epochs=args.epochs, lr=args.lr, warmup_steps=args.warmup_steps, seed=args.seed, device=args.device
-        ),
+        fields=sae.fields,
+        train=sae.train,
         batch_size=args.batch_size,
         buffer_rows=args.buffer_rows,
     )

@@ -42,7 +42,7 @@ class FeatureApi:
     async def latent_info(self, request: features_pb2.LatentInfoRequest) -> features_pb2.LatentInfoResponse:
         record = self.catalog.sae(request.sae_id)
         latent = self.catalog.check_latent(record.sae_id, request.latent)
-        answer = await self.features.stats(record.sae_id, latent)
+        answer = await self.features.stats(record.sae_id, record.run_id, latent)
         labels = (await self._attributor(record.sae_id).labels.remote(record.sae_id, [latent], 10))[0]
         stats = answer.stats
         return features_pb2.LatentInfoResponse(
@@ -50,10 +50,11 @@ class FeatureApi:
             latent=latent,
             labels=messages.labels(labels),
             alignment=labels[0][1] if labels else 0.0,
-            firing_rate=stats.fires / stats.rows if stats and stats.rows else 0.0,
+            firing_rate=stats.fires / stats.rows if stats.rows else 0.0,
             histogram=messages.histogram(stats),
             source=messages.source(answer.from_redis),
             degraded=not answer.from_redis,
+            label_counts=stats.label_counts,
         )
 
     async def search_latents(

@@ -115,9 +115,7 @@ def top_activations(
     )
 
 
-def histogram(stats: LatentStats | None) -> features_pb2.Histogram:
-    if stats is None:
-        return features_pb2.Histogram()
+def histogram(stats: LatentStats) -> features_pb2.Histogram:
     return features_pb2.Histogram(bin_edges=stats.histogram_edges, counts=stats.histogram_counts)
 
 

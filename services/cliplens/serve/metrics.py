@@ -44,6 +44,7 @@ class Metrics:
     batch_items: Histogram
     queue_depth: Gauge
     cache_lookups: Counter
+    cache_refills: Counter
     load_seconds: Histogram
 
 
@@ -78,6 +79,11 @@ def metrics() -> Metrics:
             "cliplens_cache_lookups_total",
             description="Cache lookups by cache (redis_topk, redis_stats, text_embeddings) and result (hit, miss).",
             tag_keys=("cache", "result"),  # type: ignore[arg-type]
+        ),
+        cache_refills=Counter(
+            "cliplens_cache_refills_total",
+            description="Background reloads of an SAE's feature index from the store into a cold Redis, by result (filled, failed).",
+            tag_keys=("result",),
         ),
         load_seconds=Histogram(
             "cliplens_model_load_seconds",

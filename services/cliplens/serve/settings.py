@@ -81,7 +81,8 @@ class AppSettings(_Strict):
 
     models: list[str] = Field(min_length=1)
     model_registry: str | None = None
-    store_uri: str
+    # The store of SAEs and runs; None: $CLIPLENS_STORE or ~/.cache/cliplens/store, read in each replica.
+    store_uri: str | None = None
     image_store_uri: str | None = None
     redis_url: str | None = None
     sae_ids: list[str] = Field(default_factory=list)

@@ -10,10 +10,20 @@ from cliplens.store.errors import (
     StoreAccessError,
     StoreUnavailableError,
 )
+from cliplens.store.feature_index import (
+    TopKResult,
+    fill_cache,
+    has_results,
+    load_results,
+    result_ids,
+    save_results,
+)
+from cliplens.store.latent_stats import read_latent_stats, write_latent_stats
 from cliplens.store.objects import LocalStore, ObjectStore, S3Config, S3Store, open_object, open_store
 from cliplens.store.prefetch import prefetch
 from cliplens.store.readers import (
     Record,
+    read_class_names,
     read_image_folder,
     read_inputs,
     read_parquet,
@@ -49,21 +59,30 @@ __all__ = [
     "StoreUnavailableError",
     "TopKCache",
     "TopKEntry",
+    "TopKResult",
     "TopKRow",
     "decode_image",
+    "fill_cache",
+    "has_results",
     "list_saes",
+    "load_results",
     "load_sae_from_store",
     "open_object",
     "open_store",
     "prefetch",
+    "read_class_names",
     "read_image_folder",
     "read_inputs",
+    "read_latent_stats",
     "read_parquet",
     "read_sae_record",
     "read_topk_results",
     "read_webdataset",
+    "result_ids",
     "run_id",
+    "save_results",
     "save_sae_to_store",
     "topk_results_key",
+    "write_latent_stats",
     "write_topk_results",
 ]

@@ -9,15 +9,19 @@ for the S3 settings) and yields :class:`Record` in a deterministic order. Labels
 - WebDataset: tar members ``<key>.jpg|jpeg|png|webp`` with an optional ``<key>.cls`` label; a
   ``.tar`` file, or a folder/prefix of them. A key without an image member yields empty bytes.
 - image folder: files with an image extension; the key is the path without extension, the label
-  the first sub-folder's name (``None`` for files at the top level).
+  the first sub-folder's name (``None`` for files at the top level): a folder-per-class layout
+  gives class names.
+
+Labels that are class indices (a parquet ``label`` column, WebDataset ``.cls`` files) become names
+with a class-names file (:func:`read_class_names`, one name per line: line ``i`` names class ``i``).
 """
 
 from __future__ import annotations
 
 import io
 import tarfile
-from collections.abc import Iterator
-from dataclasses import dataclass
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import pyarrow.parquet as pq
@@ -82,20 +86,58 @@ def read_image_folder(uri: str | Path, *, s3: S3Config | None = None) -> Iterato
         yield Record(relative.rsplit(".", 1)[0], store.get_bytes(name), folder.split("/")[0] or None)
 
 
-def read_inputs(uri: str | Path, fmt: str | None = None, *, s3: S3Config | None = None) -> Iterator[Record]:
+def read_inputs(
+    uri: str | Path,
+    fmt: str | None = None,
+    *,
+    class_names: Sequence[str] | None = None,
+    s3: S3Config | None = None,
+) -> Iterator[Record]:
     """Records from ``uri`` in format ``fmt`` (guessed from the suffix when ``None``: .parquet,
-    .tar, otherwise a folder)."""
+    .tar, otherwise a folder); with ``class_names``, index labels become those names."""
     text = str(uri).rstrip("/")
     fmt = fmt or (
         "parquet" if text.endswith(".parquet") else "webdataset" if text.endswith(".tar") else "folder"
     )
     if fmt == "parquet":
-        return read_parquet(uri, s3=s3)
-    if fmt == "webdataset":
-        return read_webdataset(uri, s3=s3)
-    if fmt == "folder":
-        return read_image_folder(uri, s3=s3)
-    raise InvalidInputError(f"unknown input format '{fmt}'; choose one of {', '.join(FORMATS)}")
+        records = read_parquet(uri, s3=s3)
+    elif fmt == "webdataset":
+        records = read_webdataset(uri, s3=s3)
+    elif fmt == "folder":
+        records = read_image_folder(uri, s3=s3)
+    else:
+        raise InvalidInputError(f"unknown input format '{fmt}'; choose one of {', '.join(FORMATS)}")
+    return records if class_names is None else _named(records, class_names)
+
+
+def read_class_names(uri: str | Path, *, s3: S3Config | None = None) -> list[str]:
+    """Class names, one per line (line ``i`` names class index ``i``); a local path or ``s3://`` URI."""
+    store, key = open_object(uri, s3)
+    if not store.exists(key):
+        raise NotFoundError(f"class-names file {uri} not found")
+    names = [line.strip() for line in store.get_bytes(key).decode("utf-8").splitlines()]
+    while names and not names[-1]:
+        names.pop()
+    if not names:
+        raise InvalidInputError(f"class-names file {uri} is empty: give one class name per line")
+    blank = [i for i, name in enumerate(names) if not name]
+    if blank:
+        raise InvalidInputError(f"class-names file {uri} has blank lines (class indices {blank[:10]})")
+    return names
+
+
+def _named(records: Iterator[Record], class_names: Sequence[str]) -> Iterator[Record]:
+    for record in records:
+        if record.label is None:
+            yield record
+            continue
+        index = int(record.label) if record.label.strip().lstrip("-").isdigit() else None
+        if index is None or not 0 <= index < len(class_names):
+            raise InvalidInputError(
+                f"label '{record.label}' of input {record.key} is not a class index in 0..{len(class_names) - 1}, "
+                f"so the {len(class_names)} class names cannot name it"
+            )
+        yield replace(record, label=class_names[index])
 
 
 def _files(store: ObjectStore, key: str, suffixes: tuple[str, ...], uri: str | Path) -> list[str]:

@@ -19,10 +19,13 @@ Key schema (version prefix ``cliplens:v1``; ``{sae}`` is the SAE id, ``{latent}`
 - ``cliplens:v1:stats:{sae}:{latent}`` (hash): ``fires`` (inputs where the latent is > 0), ``rows``
   (inputs seen), ``histogram`` (JSON ``{"edges": [...], "counts": [...]}``) and ``label:{label}`` ->
   count of firing inputs with that label.
+- ``cliplens:v1:filling:{sae}`` (string with a TTL): held while one process refills the SAE from the
+  store, so that replicas noticing the same cold cache fill it once.
 """
 
 from __future__ import annotations
 
+import functools
 import json
 import logging
 import os
@@ -117,13 +120,37 @@ class TopKCache:
         ]
         self._merge(sae_id, rows_by_latent)
 
-    def rebuild(self, sae_id: str, rows: Iterable[TopKRow], d_sae: int) -> None:
-        """Replace everything cached for ``sae_id`` with ``rows`` (e.g. read from the durable parquet)."""
+    def rebuild(
+        self, sae_id: str, rows: Iterable[TopKRow], d_sae: int, stats: Sequence[LatentStats] = ()
+    ) -> None:
+        """Replace everything cached for ``sae_id`` with ``rows`` and per-latent ``stats`` (e.g. read from
+        the durable parquet); the SAE is marked ready last, so no reader sees it half filled."""
         _check_sae_id(sae_id)
         self.clear(sae_id)
         for chunk in _chunks(rows, PIPELINE_COMMANDS):
             self._merge(sae_id, chunk)
+        for chunk in _chunks(enumerate(stats), PIPELINE_COMMANDS // 2):
+            self._write(functools.partial(_stats_commands, sae_id=sae_id, latents=chunk))
         self.mark_ready(sae_id, d_sae)
+
+    def is_ready(self, sae_id: str) -> bool:
+        """Whether the SAE's cache is filled; raises :class:`StoreUnavailableError` if Redis is down."""
+        _check_sae_id(sae_id)
+        try:
+            return bool(self.client.hget(_sae_key(sae_id), "ready"))
+        except redis.RedisError as exc:
+            raise StoreUnavailableError(f"Redis cache unavailable: {exc}") from exc
+
+    def claim_fill(self, sae_id: str, ttl_s: int) -> bool:
+        """Take the SAE's fill lock for ``ttl_s`` seconds: False when another process holds it."""
+        _check_sae_id(sae_id)
+        try:
+            return bool(self.client.set(_fill_key(sae_id), os.getpid(), nx=True, ex=ttl_s))
+        except redis.RedisError as exc:
+            raise StoreUnavailableError(f"Redis cache unavailable: {exc}") from exc
+
+    def release_fill(self, sae_id: str) -> None:
+        self._write(lambda pipe: pipe.delete(_fill_key(sae_id)))
 
     def mark_ready(self, sae_id: str, d_sae: int) -> None:
         """Declare the SAE's cache complete; reads answer from it from now on."""
@@ -149,14 +176,7 @@ class TopKCache:
 
     def set_stats(self, sae_id: str, latent: int, stats: LatentStats) -> None:
         _check_sae_id(sae_id)
-        mapping: dict[Any, Any] = {
-            "fires": stats.fires,
-            "rows": stats.rows,
-            "histogram": json.dumps({"edges": stats.histogram_edges, "counts": stats.histogram_counts}),
-            **{f"label:{label}": count for label, count in stats.label_counts.items()},
-        }
-        key = _stats_key(sae_id, latent)
-        self._write(lambda pipe: (pipe.delete(key), pipe.hset(key, mapping=mapping)))
+        self._write(functools.partial(_stats_commands, sae_id=sae_id, latents=[(latent, stats)]))
 
     def top(self, sae_id: str, latent: int, n: int | None = None) -> list[TopKEntry] | None:
         """The latent's top entries, highest first; ``None`` on a miss (Redis down or not filled)."""
@@ -267,6 +287,26 @@ def _topk_key(sae_id: str, latent: int) -> str:
 
 def _stats_key(sae_id: str, latent: int) -> str:
     return f"{KEY_PREFIX}:stats:{sae_id}:{latent}"
+
+
+def _fill_key(sae_id: str) -> str:
+    return f"{KEY_PREFIX}:filling:{sae_id}"
+
+
+def _stats_commands(
+    pipe: redis.client.Pipeline, *, sae_id: str, latents: Iterable[tuple[int, LatentStats]]
+) -> None:
+    """Replace each latent's stats hash."""
+    for latent, stats in latents:
+        mapping: dict[Any, Any] = {
+            "fires": stats.fires,
+            "rows": stats.rows,
+            "histogram": json.dumps({"edges": stats.histogram_edges, "counts": stats.histogram_counts}),
+            **{f"label:{label}": count for label, count in stats.label_counts.items()},
+        }
+        key = _stats_key(sae_id, latent)
+        pipe.delete(key)
+        pipe.hset(key, mapping=mapping)
 
 
 def _top_keys(sae_id: str, latent: int) -> list[str]:

@@ -62,7 +62,14 @@ class LatentInfoRequest(_message.Message):
     def __init__(self, sae_id: _Optional[str] = ..., latent: _Optional[int] = ...) -> None: ...
 
 class LatentInfoResponse(_message.Message):
-    __slots__ = ("sae_id", "latent", "labels", "alignment", "clarity", "firing_rate", "histogram", "source", "degraded")
+    __slots__ = ("sae_id", "latent", "labels", "alignment", "clarity", "firing_rate", "histogram", "source", "degraded", "label_counts")
+    class LabelCountsEntry(_message.Message):
+        __slots__ = ("key", "value")
+        KEY_FIELD_NUMBER: _ClassVar[int]
+        VALUE_FIELD_NUMBER: _ClassVar[int]
+        key: str
+        value: int
+        def __init__(self, key: _Optional[str] = ..., value: _Optional[int] = ...) -> None: ...
     SAE_ID_FIELD_NUMBER: _ClassVar[int]
     LATENT_FIELD_NUMBER: _ClassVar[int]
     LABELS_FIELD_NUMBER: _ClassVar[int]
@@ -72,6 +79,7 @@ class LatentInfoResponse(_message.Message):
     HISTOGRAM_FIELD_NUMBER: _ClassVar[int]
     SOURCE_FIELD_NUMBER: _ClassVar[int]
     DEGRADED_FIELD_NUMBER: _ClassVar[int]
+    LABEL_COUNTS_FIELD_NUMBER: _ClassVar[int]
     sae_id: str
     latent: int
     labels: _containers.RepeatedCompositeFieldContainer[_common_pb2.LatentLabel]
@@ -81,7 +89,8 @@ class LatentInfoResponse(_message.Message):
     histogram: Histogram
     source: FeatureSource
     degraded: bool
-    def __init__(self, sae_id: _Optional[str] = ..., latent: _Optional[int] = ..., labels: _Optional[_Iterable[_Union[_common_pb2.LatentLabel, _Mapping]]] = ..., alignment: _Optional[float] = ..., clarity: _Optional[float] = ..., firing_rate: _Optional[float] = ..., histogram: _Optional[_Union[Histogram, _Mapping]] = ..., source: _Optional[_Union[FeatureSource, str]] = ..., degraded: _Optional[bool] = ...) -> None: ...
+    label_counts: _containers.ScalarMap[str, int]
+    def __init__(self, sae_id: _Optional[str] = ..., latent: _Optional[int] = ..., labels: _Optional[_Iterable[_Union[_common_pb2.LatentLabel, _Mapping]]] = ..., alignment: _Optional[float] = ..., clarity: _Optional[float] = ..., firing_rate: _Optional[float] = ..., histogram: _Optional[_Union[Histogram, _Mapping]] = ..., source: _Optional[_Union[FeatureSource, str]] = ..., degraded: _Optional[bool] = ..., label_counts: _Optional[_Mapping[str, int]] = ...) -> None: ...
 
 class Histogram(_message.Message):
     __slots__ = ("bin_edges", "counts")

@@ -1,0 +1,77 @@
+"""The cliplens app on one machine: deployment options that fit a laptop, the cold-cache fill and the
+Serve start, shared by ``cliplens serve`` and ``make demo``."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from cliplens.core.sites import Site
+from cliplens.serve.app import GRPC_SERVICER_FUNCTIONS, compose
+from cliplens.serve.catalog import Catalog
+from cliplens.serve.settings import AppSettings
+from cliplens.store import ObjectStore, TopKCache, fill_cache, load_results
+
+APP_NAME = "cliplens"
+ROUTE_PREFIX = "/cliplens"
+# CPUs reserved per replica on one machine: together under two cores, so that a 2-core laptop
+# places every replica (they are scheduling tokens; each replica still uses the cores it finds).
+LOCAL_CPUS: dict[str, float] = {
+    "CliplensIngress": 0.25,
+    "Encoder": 0.5,
+    "SaeRunner": 0.25,
+    "Attributor": 0.5,
+    "FeatureGateway": 0.25,
+}
+# The deployments that run CLIP and share the machine's GPUs when it has any.
+GPU_DEPLOYMENTS = ("Encoder", "Attributor")
+
+
+@dataclass(frozen=True)
+class ServePorts:
+    """Where the app listens: Serve's gRPC proxy (every service) and HTTP proxy (health, routes)."""
+
+    grpc: int = 9000
+    http: int = 8000
+    host: str = "127.0.0.1"
+
+
+def local_options(gpus: float) -> dict[str, dict[str, Any]]:
+    """One replica of each deployment with :data:`LOCAL_CPUS`; with GPUs, the CLIP deployments
+    share them (half a GPU each when there is one)."""
+    share = min(1.0, gpus / len(GPU_DEPLOYMENTS))
+    return {
+        name: {
+            "num_replicas": 1,
+            "ray_actor_options": {"num_cpus": cpus, "num_gpus": share if name in GPU_DEPLOYMENTS else 0},
+        }
+        for name, cpus in LOCAL_CPUS.items()
+    }
+
+
+def fill_cold_cache(settings: AppSettings, store: ObjectStore) -> list[str]:
+    """Load the feature index of every served SAE that the cache lacks from the store; the SAE ids
+    loaded. Raises :class:`StoreUnavailableError` when Redis is down."""
+    loaded = []
+    for sae_id, served in Catalog(settings, store).saes.items():
+        if not served.has_feature_index or TopKCache(settings.redis_url).is_ready(sae_id):
+            continue
+        patches = Site.parse(served.record.cfg.site).patches
+        fill_cache(settings.redis_url, load_results(store, served.record.run_id, sae_id, patches))
+        loaded.append(sae_id)
+    return loaded
+
+
+def start_app(
+    settings: AppSettings, options: Mapping[str, Mapping[str, Any]], ports: ServePorts = ServePorts()
+) -> None:
+    """Start Serve's proxies in this process's Ray and deploy the app; returns once it is running."""
+    from ray import serve
+    from ray.serve.config import gRPCOptions
+
+    serve.start(
+        http_options={"host": ports.host, "port": ports.http},
+        grpc_options=gRPCOptions(port=ports.grpc, grpc_servicer_functions=GRPC_SERVICER_FUNCTIONS),
+    )
+    serve.run(compose(settings, options), name=APP_NAME, route_prefix=ROUTE_PREFIX)
