@@ -59,7 +59,6 @@ def check_labels(labels: Sequence[str]) -> list[str]:
     return labels
 
 
-@torch.no_grad()
 @dataclass(frozen=True)
 class Vocabulary:
     """Labels with their unit-norm text embeddings and that of the empty prompt (same templates)."""
@@ -69,10 +68,14 @@ class Vocabulary:
     empty: Float[Tensor, " d_embed"]
 
 
+@torch.no_grad()
 def embed_vocabulary(
     clip: LoadedClip, labels: Sequence[str], templates: Sequence[str] = PLAIN_TEMPLATE
 ) -> Vocabulary:
-    """Embed a vocabulary (a shipped one from :func:`load_vocabulary` or the caller's own labels)."""
+    """Embed a vocabulary (a shipped one from :func:`load_vocabulary` or the caller's own labels).
+
+    Runs without autograd, so the embeddings hold no graph even for a model whose weights require grad.
+    """
     labels = check_labels(labels)
     embeddings = embed_texts(clip, [*labels, ""], templates).cpu()
     return Vocabulary(labels, embeddings[:-1], embeddings[-1])

@@ -29,7 +29,9 @@ class SaeJob:
 def train_sae_on_run(store: ObjectStore, job: SaeJob) -> tuple[Sae, SaeRecord, list[EpochMetrics]]:
     """Train on shuffled batches streamed from the run, evaluate on every row, save to the catalog.
 
-    The config records the run's model and site, and the run id as ``dataset_id``.
+    The config records the run's model and site, and the run id as ``dataset_id``. ``job.train.seed``
+    fixes the SAE init, the batch order and any randomness in training, so the same job on the same
+    run gives bit-identical weights on CPU.
     """
     check_sae_id(job.sae_id)
     run = ActivationRun(store, job.run_id)
@@ -42,7 +44,7 @@ def train_sae_on_run(store: ObjectStore, job: SaeJob) -> tuple[Sae, SaeRecord, l
         dataset_id=run.run_id,
         **job.fields,
     )
-    sae = build_sae(cfg)
+    sae = build_sae(cfg, seed=job.train.seed)
     source = run.training_batches(job.batch_size, max(job.buffer_rows, job.batch_size), seed=job.train.seed)
     history = train_sae(sae, source, job.train)
     metrics = evaluate_sae(sae, source).as_dict()

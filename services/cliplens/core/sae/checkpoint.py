@@ -68,7 +68,7 @@ def load_sae(directory: str | Path, device: str | torch.device = "cpu") -> SaeCh
         if not path.is_file():
             raise NotFoundError(f"SAE checkpoint file missing: {path}")
     document = json.loads(config_path.read_text())
-    sae = build_sae(config_from_dict(document))
+    sae = build_sae(config_from_dict(document), seed=0)  # overwritten below; leaves the global RNG alone
     state = load_file(str(weights_path))
     missing, unexpected = sae.load_state_dict(state, strict=False)
     if missing or unexpected:

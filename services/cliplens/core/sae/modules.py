@@ -39,15 +39,18 @@ class Sae(nn.Module):
     Inputs are multiplied by ``input_scale`` (fitted before training so that the mean squared norm
     of the scaled input is ``d_in``); ``decode`` divides it out again, so callers always work in
     the site's own units.
+
+    The random decoder init is drawn on the CPU from ``generator`` when one is given (so a seeded
+    generator fixes the init and leaves torch's global RNG untouched), else from the global RNG.
     """
 
     cfg: SaeConfig
     input_scale: Tensor
 
-    def __init__(self, cfg: SaeConfig) -> None:
+    def __init__(self, cfg: SaeConfig, *, generator: torch.Generator | None = None) -> None:
         super().__init__()
         self.cfg = cfg
-        W_dec = F.normalize(torch.randn(cfg.d_sae, cfg.d_in), dim=-1)
+        W_dec = F.normalize(torch.randn(cfg.d_sae, cfg.d_in, generator=generator), dim=-1)
         self.W_dec = nn.Parameter(W_dec)
         self.W_enc = nn.Parameter(W_dec.T.clone() * self.encoder_init_scale())
         self.b_enc = nn.Parameter(torch.zeros(cfg.d_sae))
@@ -170,8 +173,8 @@ class BatchTopKSae(TopKSae):
     threshold: Tensor
     threshold_updates: Tensor
 
-    def __init__(self, cfg: BatchTopKConfig) -> None:
-        super().__init__(cfg)
+    def __init__(self, cfg: BatchTopKConfig, *, generator: torch.Generator | None = None) -> None:
+        super().__init__(cfg, generator=generator)
         self.register_buffer("threshold", torch.zeros(()))
         self.register_buffer("threshold_updates", torch.zeros((), dtype=torch.long))
 
@@ -254,8 +257,8 @@ class JumpReluSae(Sae):
     def encoder_init_scale(self) -> float:
         return dense_init_scale(self.cfg)
 
-    def __init__(self, cfg: JumpReluConfig) -> None:
-        super().__init__(cfg)
+    def __init__(self, cfg: JumpReluConfig, *, generator: torch.Generator | None = None) -> None:
+        super().__init__(cfg, generator=generator)
         self.log_threshold = nn.Parameter(
             torch.full((cfg.d_sae,), float(torch.tensor(cfg.init_threshold).log()))
         )

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from typing import Any
 
+import torch
+
 from cliplens.core.errors import InvalidInputError, UnknownArchitectureError
 from cliplens.core.sae.config import (
     BatchTopKConfig,
@@ -45,6 +47,12 @@ def make_config(arch: str, **fields: Any) -> SaeConfig:
         raise InvalidInputError(f"bad fields for SAE architecture '{arch}': {exc}") from None
 
 
-def build_sae(cfg: SaeConfig) -> Sae:
-    """A freshly initialised SAE for ``cfg``."""
-    return ARCHITECTURES[cfg.arch][1](cfg)
+def build_sae(cfg: SaeConfig, *, seed: int | None = None) -> Sae:
+    """A freshly initialised SAE for ``cfg``.
+
+    With ``seed`` the init comes from a private ``torch.Generator`` seeded with it: the same seed
+    gives the same weights, whatever the state of torch's global RNG, which is left as it was.
+    Without one the init is drawn from the global RNG (seed that with ``torch.manual_seed``).
+    """
+    generator = None if seed is None else torch.Generator().manual_seed(seed)
+    return ARCHITECTURES[cfg.arch][1](cfg, generator=generator)

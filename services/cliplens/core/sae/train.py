@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Protocol
 
@@ -31,6 +32,16 @@ class ActivationSource(Protocol):
 
 @dataclass(frozen=True)
 class TrainConfig:
+    """How to train an SAE.
+
+    ``seed`` (fixed default 0): the same command on the same data gives the same SAE on CPU. It
+    seeds the SAE init (``build_sae(cfg, seed=...)``) and the order of the training batches
+    (``ActivationRun.training_batches(..., seed=...)``) in :func:`cliplens.jobs.sae_training.train_sae_on_run`,
+    and :func:`train_sae` runs under torch's global RNG seeded with it (restored afterwards), so
+    anything random during training is fixed too. On CUDA the result can still differ in the last
+    bits from run to run (non-deterministic kernels).
+    """
+
     epochs: int = 5
     lr: float = 1e-3
     warmup_steps: int = 100
@@ -106,9 +117,36 @@ def train_sae(
     cfg: TrainConfig,
     on_epoch: Callable[[EpochMetrics], None] | None = None,
 ) -> list[EpochMetrics]:
-    """Train ``sae`` in place and return per-epoch metrics (computed on the training batches)."""
-    torch.manual_seed(cfg.seed)
+    """Train ``sae`` in place and return per-epoch metrics (computed on the training batches).
+
+    Training draws any random numbers from torch's global RNG seeded with ``cfg.seed`` inside a
+    forked scope, so the caller's RNG state is the same afterwards.
+    """
     device = resolve_device(cfg.device)
+    with seeded_rng(cfg.seed, device):
+        return _train(sae, source, cfg, device, on_epoch)
+
+
+@contextmanager
+def seeded_rng(seed: int, device: torch.device) -> Iterator[None]:
+    """Seed torch's global CPU RNG (and ``device``'s, if CUDA) for the block; restore them after."""
+    cuda = device.type == "cuda"
+    index = (device.index if device.index is not None else torch.cuda.current_device()) if cuda else 0
+    with torch.random.fork_rng(devices=[index] if cuda else []):
+        torch.random.default_generator.manual_seed(seed)
+        if cuda:
+            with torch.cuda.device(index):
+                torch.cuda.manual_seed(seed)
+        yield
+
+
+def _train(
+    sae: Sae,
+    source: ActivationSource,
+    cfg: TrainConfig,
+    device: torch.device,
+    on_epoch: Callable[[EpochMetrics], None] | None,
+) -> list[EpochMetrics]:
     sae.to(device).train()
     fit_input_scale(sae, source, cfg.scale_fit_batches)
     optimizer = torch.optim.Adam(sae.parameters(), lr=cfg.lr, betas=(0.9, 0.999))
