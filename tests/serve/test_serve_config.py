@@ -9,11 +9,13 @@ import yaml
 from pydantic import ValidationError
 from ray.serve.schema import ServeDeploySchema
 
+from cliplens.cli import main
 from cliplens.serve.app import DEPLOYMENTS, GRPC_SERVICER_FUNCTIONS
 from cliplens.serve.direct_port import server_credentials
 from cliplens.serve.settings import AppSettings, DirectPortSettings
 
 CONFIG = Path(__file__).resolve().parents[2] / "deploy" / "serve_config.yaml"
+CPU_CONFIG = CONFIG.with_name("serve_config.cpu.yaml")
 
 
 def test_serve_config_is_valid_and_complete() -> None:
@@ -32,6 +34,21 @@ def test_serve_config_is_valid_and_complete() -> None:
     assert all("autoscaling_config" in by_name[name] for name in set(DEPLOYMENTS) - {"FeatureGateway"})
     assert by_name["FeatureGateway"]["num_replicas"] >= 1 and settings.feature_port.port == 9001
     assert by_name["Encoder"]["max_ongoing_requests"] >= settings.encoder_batch.max_batch_size
+
+
+def test_cpu_config_is_what_cliplens_serve_prints_and_fits_two_cores(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    assert main(["serve", "--print-config"]) == 0
+    assert capsys.readouterr().out == CPU_CONFIG.read_text(), "regenerate: cliplens serve --print-config"
+    raw = yaml.safe_load(CPU_CONFIG.read_text())
+    ServeDeploySchema.model_validate(raw)
+    (app,) = raw["applications"]
+    settings = AppSettings.model_validate(app["args"])
+    assert settings.store_uri is None and settings.redis_url is None  # the user's defaults, read in replicas
+    options = [d["ray_actor_options"] for d in app["deployments"]]
+    assert {d["name"] for d in app["deployments"]} == set(DEPLOYMENTS)
+    assert all(o["num_gpus"] == 0 for o in options) and sum(o["num_cpus"] for o in options) <= 2
 
 
 def test_unknown_arguments_are_refused() -> None:

@@ -70,6 +70,7 @@ class IndexSummary:
     results: list[TopKResult] = field(default_factory=list)
     ranked: bool = False
     cache: str = ""
+    top_k: int = 0
     seconds: dict[str, float] = field(default_factory=dict)
 
     def lines(self) -> list[str]:
@@ -89,7 +90,7 @@ class IndexSummary:
                 f"{name} {metrics[name]:.4g}" for name in ("l0", "r2", "dead_fraction") if name in metrics
             )
             + ("" if self.trained else " (already trained, skipped)"),
-            f"topk: {firing:,}/{cfg.d_sae:,} latents fire; top-{main.k if main else 0} inputs each"
+            f"topk: {firing:,}/{cfg.d_sae:,} latents fire; up to {self.top_k} top inputs each"
             + ("" if self.ranked else " (already in the store, skipped)"),
             f"cache: {self.cache}",
         ]
@@ -99,7 +100,7 @@ class IndexSummary:
 
 def run_index(job: IndexJob, store: ObjectStore) -> IndexSummary:
     """All four stages for ``job`` into ``store``; extract needs Ray to be initialised."""
-    summary = IndexSummary()
+    summary = IndexSummary(top_k=job.top_k)
     summary.extract = _timed(summary, "extract", lambda: run_extract(job.extract, store))
     run = ActivationRun(store, next(iter(summary.extract.runs.values())))
     if run.num_rows == 0:

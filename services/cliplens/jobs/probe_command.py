@@ -83,7 +83,7 @@ def _train_final_sae(clip: LoadedClip, pixels: Tensor, epochs: int) -> Sae:
         )
     d_in = embeddings.shape[1]
     sae = build_sae(
-        TopKConfig(d_in=d_in, d_sae=8 * d_in, k=16, aux_k=64, model_id=clip.spec.id, site="final")
+        TopKConfig(d_in=d_in, d_sae=8 * d_in, k=16, aux_k=64, model_id=clip.spec.id, site="final"), seed=0
     )
     train_sae(
         sae,

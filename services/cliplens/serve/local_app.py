@@ -40,7 +40,7 @@ class ServePorts:
 def local_options(gpus: float) -> dict[str, dict[str, Any]]:
     """One replica of each deployment with :data:`LOCAL_CPUS`; with GPUs, the CLIP deployments
     share them (half a GPU each when there is one)."""
-    share = min(1.0, gpus / len(GPU_DEPLOYMENTS))
+    share = min(1.0, gpus / len(GPU_DEPLOYMENTS)) or 0
     return {
         name: {
             "num_replicas": 1,

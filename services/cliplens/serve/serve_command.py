@@ -30,7 +30,7 @@ from cliplens.serve.local_app import (
     local_options,
     start_app,
 )
-from cliplens.serve.settings import AppSettings
+from cliplens.serve.settings import AppSettings, DirectPortSettings
 from cliplens.store import ObjectStore, list_saes, open_store
 from cliplens.store.local_stack import RedisServer
 
@@ -120,8 +120,8 @@ def cpu_config() -> dict[str, Any]:
     """The Serve config that ``serve run`` starts on a CPU-only machine (this command's defaults)."""
     settings = AppSettings(
         models=[DEFAULT_MODEL],
-        feature_port={"host": "127.0.0.1", "port": 9001},
-        attribution_port={"host": "127.0.0.1", "port": 9002},
+        feature_port=DirectPortSettings(host="127.0.0.1", port=9001),
+        attribution_port=DirectPortSettings(host="127.0.0.1", port=9002),
     )
     ports = ServePorts()
     return {
@@ -151,9 +151,8 @@ def _settings(args: argparse.Namespace, file_args: dict[str, Any], store: Object
         ("feature_port", args.feature_port, 9001),
         ("attribution_port", args.attribution_port, 9002),
     ):
-        given = dict(file_args.get(name, {}))
-        port = flag if flag is not None else given.get("port", default)
-        merged[name] = {**given, "host": args.host, "port": port}
+        given: dict[str, Any] = dict(file_args.get(name, {}))
+        merged[name] = {**given, "host": args.host, "port": _port(flag, given.get("port"), default)}
     try:
         return AppSettings.model_validate(merged)
     except ValueError as exc:

@@ -128,7 +128,7 @@ def read_class_names(uri: str | Path, *, s3: S3Config | None = None) -> list[str
 
 def _named(records: Iterator[Record], class_names: Sequence[str]) -> Iterator[Record]:
     for record in records:
-        if record.label is None:
+        if not record.label:  # unlabelled
             yield record
             continue
         index = int(record.label) if record.label.strip().lstrip("-").isdigit() else None

@@ -129,8 +129,8 @@ class TopKCache:
         self.clear(sae_id)
         for chunk in _chunks(rows, PIPELINE_COMMANDS):
             self._merge(sae_id, chunk)
-        for chunk in _chunks(enumerate(stats), PIPELINE_COMMANDS // 2):
-            self._write(functools.partial(_stats_commands, sae_id=sae_id, latents=chunk))
+        for latents in _chunks(enumerate(stats), PIPELINE_COMMANDS // 2):
+            self._write(functools.partial(_stats_commands, sae_id=sae_id, latents=latents))
         self.mark_ready(sae_id, d_sae)
 
     def is_ready(self, sae_id: str) -> bool:
