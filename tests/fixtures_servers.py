@@ -11,8 +11,8 @@ from collections.abc import Iterator
 
 import pytest
 
-from cliplens.store.local_stack import S3_ACCESS_KEY, S3_SECRET_KEY, RedisServer, SeaweedS3
 from cliplens.store import S3Config, S3Store
+from cliplens.store.local_stack import S3_ACCESS_KEY, S3_SECRET_KEY, RedisServer, SeaweedS3
 
 
 @pytest.fixture(scope="session")

@@ -13,9 +13,9 @@ from demo_index import build_demo_index
 from serve_setup import APP, AUTH_APP, SMALL, TEST_OPTIONS, TOKEN, ServeApp
 
 from cliplens.core.models import LoadedClip
-from cliplens.store.local_stack import RedisServer, free_ports
 from cliplens.serve.app import DEPLOYMENTS, GRPC_SERVICER_FUNCTIONS, compose
 from cliplens.serve.settings import AppSettings
+from cliplens.store.local_stack import RedisServer, free_ports
 from cliplens_client import Client
 
 

@@ -11,8 +11,8 @@ from typing import Any
 import numpy as np
 from demo_index import FINAL_SAE, DemoIndex
 
-from cliplens.store.local_stack import RedisServer
 from cliplens.serve.settings import AppSettings
+from cliplens.store.local_stack import RedisServer
 from cliplens_client import Client, RetryPolicy, RpcError
 
 APP = "cliplens"

@@ -11,7 +11,6 @@ import redis
 import torch
 
 from cliplens.core.errors import InvalidInputError
-from cliplens.store.local_stack import RedisServer
 from cliplens.store import (
     AsyncTopKReader,
     LatentStats,
@@ -23,6 +22,7 @@ from cliplens.store import (
     read_topk_results,
     write_topk_results,
 )
+from cliplens.store.local_stack import RedisServer
 
 K, D_SAE, ROWS = 5, 12, 90
 KEYS = [f"img_{i:03d}" for i in range(ROWS)]
