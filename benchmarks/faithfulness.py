@@ -1,12 +1,16 @@
 """Faithfulness benchmark: deletion and insertion curves of latent attribution and its baselines.
 
 Trains a TopK SAE on the demo model's activations at one site (``final`` by default) of CIFAR-10
-training images (the shared train split when present, else part of the shipped sample), then draws
-deletion and insertion curves on held-out test images, each scored against its true class's
-zero-shot text embedding. Writes ``benchmarks/results/faithfulness.{md,json,png}`` (for other sites
-``faithfulness-resid-L.*``).
+training images, then draws deletion and insertion curves on held-out test images, each scored
+against its true class's zero-shot text embedding. Writes ``benchmarks/results/faithfulness.{md,json,png}``
+(for other sites ``faithfulness-resid-L.*``).
 
-Run: ``.venv/bin/python benchmarks/faithfulness.py [--site resid:3 --test 300]``
+Images: with ``--data DIR`` (a CIFAR-10 folder, as in the recorded results) the first ``--train``
+images of its train split and the first ``--test`` of its test split; without it the shipped
+2,000-image sample, split in two: its first images train the SAE (``--train`` of them at most, so
+that ``--test`` are left), the ``--test`` images after them are the test images.
+
+Run: ``.venv/bin/python benchmarks/faithfulness.py [--data path/to/cifar10] [--site resid:3 --test 300]``
 """
 
 from __future__ import annotations
@@ -20,6 +24,7 @@ from pathlib import Path
 import matplotlib
 import torch
 
+from cifar_data import TRAIN_FILE, add_data_argument, split_file, test_parquet
 from cliplens.core.faithfulness import FaithfulnessReport, faithfulness_curves, faithfulness_table
 from cliplens.core.models import LoadedClip, load_clip
 from cliplens.core.sae import TopKConfig, build_sae
@@ -32,7 +37,6 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt
 
 ROOT = Path(__file__).resolve().parents[1]
-SHARED = ROOT.parent / "shared" / "data" / "cifar10"
 RESULTS = ROOT / "benchmarks" / "results"
 PANELS = (
     ("deletion_scores", "deletion: normalised score ↓"),
@@ -42,16 +46,14 @@ PANELS = (
 )
 
 
-def load_splits(n_train: int, n_test: int) -> tuple[LabelledImages, LabelledImages, str]:
-    """Train and test images: the shared CIFAR-10 splits when present, else the shipped sample split."""
-    train_file, test_file = SHARED / "cifar10-train.parquet", SHARED / "cifar10-test.parquet"
-    if train_file.is_file() and test_file.is_file():
-        return (
-            load_labelled_parquet(train_file, n_train),
-            load_labelled_parquet(test_file, n_test),
-            str(SHARED),
-        )
+def load_splits(data: Path | None, n_train: int, n_test: int) -> tuple[LabelledImages, LabelledImages, str]:
+    """Train and test images: ``data``'s CIFAR-10 splits, else the shipped sample split in two."""
+    if data is not None:
+        train_file, test_file = split_file(data, TRAIN_FILE), test_parquet(data)
+        return load_labelled_parquet(train_file, n_train), load_labelled_parquet(test_file, n_test), str(data)
     sample = load_labelled_parquet(SAMPLE_PARQUET)
+    if n_test >= len(sample.keys):
+        sys.exit(f"--test {n_test}: the sample has {len(sample.keys)} images; pass --data for more")
     n_train = min(n_train, len(sample.keys) - n_test)
 
     def part(rows: slice) -> LabelledImages:
@@ -101,11 +103,12 @@ def main() -> None:
     parser.add_argument("--epochs", type=int, default=20)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--device", default="cpu")
+    add_data_argument(parser, train=True)
     args = parser.parse_args()
 
     start = time.perf_counter()
     clip = load_clip(args.model, device=args.device)
-    train, test, source = load_splits(args.train, args.test)
+    train, test, source = load_splits(args.data, args.train, args.test)
     site = Site.parse(args.site)
     torch.manual_seed(args.seed)
     rows = activations(clip, train, str(site))

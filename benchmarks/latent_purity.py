@@ -12,13 +12,19 @@ Two references frame the numbers: the 16 nearest neighbours of each image (how p
 representation is locally) and the class-mean directions (a supervised ceiling).
 Writes ``benchmarks/results/latent_purity.{md,json}``.
 
-Run: ``.venv/bin/python benchmarks/latent_purity.py``
+Images: the shipped 2,000-image sample of the CIFAR-10 test split, or with ``--data DIR`` the full
+test split of that CIFAR-10 folder (10,000 images, as in the recorded results). ``--images`` defaults
+to all of them; asking for more than the data holds uses what it holds, with a message (repeating
+images would put copies into a latent's top 16 and inflate its purity).
+
+Run: ``.venv/bin/python benchmarks/latent_purity.py [--data path/to/cifar10]``
 """
 
 from __future__ import annotations
 
 import argparse
 import io
+import sys
 from collections import Counter
 from collections.abc import Callable
 from pathlib import Path
@@ -28,13 +34,13 @@ import pyarrow.parquet as pq
 import torch
 from PIL import Image
 
+from cifar_data import add_data_argument, first_rows, test_parquet
 from cliplens.core.models import load_clip
 from cliplens.core.sae import ReluConfig, SaeConfig, TopKConfig, build_sae
 from cliplens.core.sae.train import TensorBatches, TrainConfig, train_sae
 from cliplens.core.sites import encode_images
 from serve_common import write_results
 
-CIFAR10_TEST = Path("/work/shared/data/cifar10/cifar10-test.parquet")
 TOP = 16
 ARCHITECTURES: dict[str, Callable[[int, int], SaeConfig]] = {
     "relu l1=1e-2": lambda d, n: ReluConfig(d_in=d, d_sae=n, l1_coeff=1e-2),
@@ -43,14 +49,15 @@ ARCHITECTURES: dict[str, Callable[[int, int], SaeConfig]] = {
 }
 
 
-def embeddings(count: int) -> tuple[torch.Tensor, np.ndarray]:
-    """The demo model's `final` embeddings of the first ``count`` test images, and their labels."""
-    table = pq.read_table(CIFAR10_TEST).slice(0, count)
+def embeddings(source: Path, count: int | None) -> tuple[torch.Tensor, np.ndarray]:
+    """The demo model's `final` embeddings of ``source``'s first ``count`` images (all: None), and labels."""
+    table = pq.read_table(source)
+    table = first_rows(table, table.num_rows if count is None else count, source, what="latent_purity")
     clip = load_clip("demo", device="cpu")
     jpegs = table.column("jpg").to_pylist()
     parts = []
     with torch.no_grad():
-        for start in range(0, count, 256):
+        for start in range(0, len(jpegs), 256):
             images = [Image.open(io.BytesIO(data)).convert("RGB") for data in jpegs[start : start + 256]]
             parts.append(
                 encode_images(clip.model, clip.preprocess_images(images), ["final"])["final"].float()
@@ -108,13 +115,15 @@ def spread(values: list[float]) -> str:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--images", type=int, default=10_000)
+    parser.add_argument("--images", type=int, help="test images to use (default: all of the data's)")
+    add_data_argument(parser)
     parser.add_argument("--epochs", type=int, default=20)
     parser.add_argument("--seeds", type=int, default=3)
     parser.add_argument("--sizes", type=int, nargs="+", default=[16, 32, 128, 512], help="d_sae values")
     args = parser.parse_args()
     torch.set_num_threads(2)
-    x, labels = embeddings(args.images)
+    x, labels = embeddings(test_parquet(args.data), args.images)
+    images = len(labels)
     reference = references(x, labels)
     rows = []
     for size in args.sizes:
@@ -125,7 +134,7 @@ def main() -> None:
     lines = [
         "# Top-16 class purity of SAE latents: trained vs random (demo model, `final`, CIFAR-10 test)",
         "",
-        f"{args.images} images; a latent counts when it has {TOP} positive activations; purity = mean share "
+        f"{images} images; a latent counts when it has {TOP} positive activations; purity = mean share "
         f"of its top {TOP} images in its commonest class (chance for 10 balanced classes is about 0.2). "
         f"Trained: {args.epochs} epochs, Adam, batch 128. Each row: mean (min-max) over {args.seeds} seeds; "
         "the margin is the mean of trained minus random, seed by seed.",
@@ -147,9 +156,9 @@ def main() -> None:
             for r in rows
         ),
         "",
-        "Run: `.venv/bin/python benchmarks/latent_purity.py`",
+        f"Run: `{' '.join(['.venv/bin/python', 'benchmarks/latent_purity.py', *sys.argv[1:]])}`",
     ]
-    payload = {"rows": rows, "images": args.images, "references": reference}
+    payload = {"rows": rows, "images": images, "references": reference}
     write_results("latent_purity", payload, "\n".join(lines) + "\n")
 
 

@@ -4,7 +4,12 @@ ReLU+L1 SAEs at lambda 1e-3, 1e-2, 3e-2 and TopK SAEs at k = 8, 16, 32 (4,096 la
 batch 256, 5 epochs) trained on the demo model's ``final`` image embeddings of the CIFAR-10 train
 split; metrics and zero-shot accuracy (CLIP vs. CLIP with the SAE spliced in) on the test split.
 
-    .venv/bin/python benchmarks/sae_reference.py [--data ../shared/data/cifar10]
+    .venv/bin/python benchmarks/sae_reference.py --data path/to/cifar10
+
+``--data`` is required: a CIFAR-10 folder with cifar10-train.parquet (50,000 images) and
+cifar10-test.parquet (10,000), columns key, jpg, label. The table is about SAEs trained on the whole
+train split; the shipped 2,000-image sample is too small for 4,096-latent SAEs to mean anything, and
+a run on it would overwrite the recorded results.
 
 Writes benchmarks/results/sae_reference.md and .json.
 """
@@ -13,11 +18,13 @@ from __future__ import annotations
 
 import argparse
 import json
+import sys
 import time
 from pathlib import Path
 
 import torch
 
+from cifar_data import TRAIN_FILE, add_data_argument, split_file, test_parquet
 from cliplens.core.models import LoadedClip, load_clip
 from cliplens.core.sae import ReluConfig, SaeConfig, TopKConfig, build_sae
 from cliplens.core.sae.train import TensorBatches, TrainConfig, evaluate_sae, train_sae
@@ -48,15 +55,15 @@ def main() -> None:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
-    parser.add_argument("--data", type=Path, default=Path("../shared/data/cifar10"))
+    add_data_argument(parser, train=True, required=True)
     parser.add_argument("--d-sae", type=int, default=4096)
     parser.add_argument("--epochs", type=int, default=5)
     args = parser.parse_args()
     torch.manual_seed(0)
     t0 = time.time()
     clip = load_clip("demo", device="auto")
-    train_x, _ = embed_split(clip, args.data / "cifar10-train.parquet")
-    test_x, test_y = embed_split(clip, args.data / "cifar10-test.parquet")
+    train_x, _ = embed_split(clip, split_file(args.data, TRAIN_FILE))
+    test_x, test_y = embed_split(clip, test_parquet(args.data))
     print(
         f"embedded {len(train_x)} train and {len(test_x)} test images in {time.time() - t0:.0f}s", flush=True
     )
@@ -89,7 +96,7 @@ def main() -> None:
         f"Demo CLIP (trained by cliplens on CIFAR-10), `final` embeddings (d={train_x.shape[1]}) of the "
         f"{len(train_x)} CIFAR-10 train images; {args.d_sae} latents, Adam 1e-3, batch 256, {args.epochs} epochs; "
         f"metrics and zero-shot accuracy on the {len(test_x)} test images (16-template prompt ensemble).\n"
-        f"Command: `.venv/bin/python benchmarks/sae_reference.py`.\n\n"
+        f"Command: `{' '.join(['.venv/bin/python', 'benchmarks/sae_reference.py', *sys.argv[1:]])}`.\n\n"
     )
     RESULTS.mkdir(exist_ok=True)
     (RESULTS / "sae_reference.md").write_text(header + table + "\n")

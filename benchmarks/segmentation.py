@@ -5,26 +5,31 @@ image pasted at a random place; the heatmap of the target class (patch contribut
 layers and heads) is scored by the pointing game and by the IoU of its mean-threshold mask with the
 pasted box. Writes ``benchmarks/results/segmentation.{md,json}``.
 
-Run: ``.venv/bin/python benchmarks/segmentation.py``
+Images: the first ``--pool`` CIFAR-10 test images, from the shipped 2,000-image sample (the test
+split's first 2,000, so the default pool is the same either way) or with ``--data DIR`` from that
+CIFAR-10 folder's ``cifar10-test.parquet``; a pool larger than the data is capped, with a message.
+
+Run: ``.venv/bin/python benchmarks/segmentation.py [--data path/to/cifar10 --pool 10000]``
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import sys
 import time
 from dataclasses import asdict
 from pathlib import Path
 
 import torch
 
+from cifar_data import add_data_argument, test_parquet
 from cliplens.core.decomposition import evaluate_segmentation, paste_objects
 from cliplens.core.models import load_clip
 from cliplens.core.zeroshot import text_classifier, zero_shot_accuracy
-from cliplens.demo.sample import SAMPLE_PARQUET, class_names, load_labelled_parquet
+from cliplens.demo.sample import class_names, load_labelled_parquet
 
 ROOT = Path(__file__).resolve().parents[1]
-SHARED_TEST = ROOT.parent / "shared" / "data" / "cifar10" / "cifar10-test.parquet"
 RESULTS = ROOT / "benchmarks" / "results"
 
 
@@ -35,11 +40,14 @@ def main() -> None:
     parser.add_argument("--canvases", type=int, default=1000, help="canvases per object size")
     parser.add_argument("--object-sizes", type=int, nargs="+", default=[12, 16, 20])
     parser.add_argument("--seed", type=int, default=0)
+    add_data_argument(parser)
     args = parser.parse_args()
 
     torch.set_grad_enabled(False)
-    source = SHARED_TEST if SHARED_TEST.is_file() else SAMPLE_PARQUET
+    source = test_parquet(args.data)
     data = load_labelled_parquet(source, limit=args.pool)
+    if len(data.labels) < args.pool:
+        print(f"segmentation: {source} has {len(data.labels)} images; the pool is those", file=sys.stderr)
     clip = load_clip(args.model, device="auto")
     images = clip.preprocess_images(data.images).cpu()
     classifier = text_classifier(clip, class_names())
@@ -58,10 +66,11 @@ def main() -> None:
         "model": args.model,
         "image_size": clip.image_size,
         "device": str(clip.device),
-        "data": str(source.relative_to(ROOT.parent) if source.is_relative_to(ROOT.parent) else source),
+        "data": str(source.relative_to(ROOT) if source.is_relative_to(ROOT) else source),
         "pool_images": len(data.labels),
         "zero_shot_accuracy_on_pool": accuracy,
         "seed": args.seed,
+        "command": " ".join([".venv/bin/python benchmarks/segmentation.py", *sys.argv[1:]]),
         "tiles_per_side": 2,
         "results": rows,
     }
@@ -92,7 +101,7 @@ def _markdown(report: dict) -> str:
         "",
         "For reference, a mask covering the whole canvas has IoU equal to the chance rate.",
         "",
-        "Produced by `.venv/bin/python benchmarks/segmentation.py`.",
+        f"Produced by `{report['command']}`.",
         "",
     ]
     return "\n".join(lines)

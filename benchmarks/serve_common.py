@@ -21,9 +21,9 @@ sys.path[:0] = [str(ROOT / "tests"), str(ROOT / "tests" / "serve")]
 from demo_index import DemoIndex, build_demo_index  # noqa: E402
 
 from cliplens.core.models import load_clip  # noqa: E402
-from cliplens.store.local_stack import RedisServer, free_ports  # noqa: E402
 from cliplens.serve.app import GRPC_SERVICER_FUNCTIONS, compose  # noqa: E402
 from cliplens.serve.settings import AppSettings, DirectPortSettings  # noqa: E402
+from cliplens.store.local_stack import RedisServer, free_ports  # noqa: E402
 
 APP = "cliplens"
 

@@ -1,4 +1,8 @@
-"""Shared fixtures: tiny random-weight open_clip models, the demo model and the CIFAR-10 data."""
+"""Shared fixtures: tiny random-weight open_clip models, the demo model and the CIFAR-10 data.
+
+The suite reads only repository files: the ``shared_guard`` plugin fails the run if a test reads
+``../shared`` (the CI machine's data folder, which a user's clone does not have).
+"""
 
 from __future__ import annotations
 
@@ -9,13 +13,15 @@ import pytest
 import torch
 
 from cliplens.core.models import LoadedClip, load_clip
+from cliplens.demo.sample import SAMPLE_PARQUET
 from tiny_models import tiny_spec
 
-# Real redis-server and SeaweedFS (S3) session fixtures, shared by every test folder.
-pytest_plugins = ["fixtures_servers"]
+# Real redis-server and SeaweedFS (S3) session fixtures, shared by every test folder; the guard that
+# fails the run when a test reads ../shared (tests/shared_guard.py).
+pytest_plugins = ["fixtures_servers", "shared_guard"]
 
 ROOT = Path(__file__).resolve().parents[1]
-SHARED_CIFAR = ROOT.parent / "shared" / "data" / "cifar10"
+HELDOUT_PARQUET = ROOT / "tests" / "data" / "cifar10-test-heldout-64.parquet"
 
 
 @pytest.fixture(scope="session")
@@ -30,10 +36,15 @@ def demo_clip() -> LoadedClip:
 
 
 @pytest.fixture(scope="session")
-def shared_cifar() -> Path:
-    if not (SHARED_CIFAR / "cifar10-test.parquet").is_file():
-        pytest.fail(f"CIFAR-10 parquet files not found in {SHARED_CIFAR}")
-    return SHARED_CIFAR
+def cifar_sample() -> Path:
+    """The shipped CIFAR-10 sample: the test split's first 2,000 rows (key, jpg, label)."""
+    return SAMPLE_PARQUET
+
+
+@pytest.fixture(scope="session")
+def cifar_heldout() -> Path:
+    """64 CIFAR-10 test images outside the sample (rows 5000-5063; tests/data/README.md)."""
+    return HELDOUT_PARQUET
 
 
 @pytest.fixture(scope="session")

@@ -1,13 +1,14 @@
 """The Helm chart (helm/cliplens), checked offline with the real helm binary (`make helm`).
 
 Standard kinds validate with kubernetes-validate (strict: unknown fields fail); RayService and RayJob
-validate against the openAPIV3Schema of the KubeRay v1.7.0 CRDs, also made strict, because the API
-server would silently prune a misspelt field.
+validate against the openAPIV3Schema of the KubeRay v1.7.0 CRDs (vendored in kuberay-v1.7.0/, see its
+README), also made strict, because the API server would silently prune a misspelt field.
 """
 
 from __future__ import annotations
 
 import copy
+import gzip
 import json
 import os
 import subprocess
@@ -25,7 +26,7 @@ from cliplens.serve.settings import AppSettings
 REPO = Path(__file__).resolve().parents[2]
 CHART = REPO / "helm" / "cliplens"
 HELM = REPO / ".tools" / "bin" / "helm"
-CRDS = REPO.parent / "shared" / "k8s" / "kuberay-v1.7.0-crds"
+KUBERAY = Path(__file__).resolve().parent / "kuberay-v1.7.0"  # the CRDs' v1 schemas
 SERVE_CONFIG = REPO / "deploy" / "serve_config.yaml"
 K8S_VERSION = "1.36.0"
 RELEASE = "cliplens"
@@ -107,10 +108,9 @@ def _strict(schema: Any) -> Any:
 
 @cache
 def crd_validator(kind: str) -> jsonschema.Draft7Validator:
-    crd = yaml.load((CRDS / f"ray.io_{kind.lower()}s.yaml").read_text(), Loader=yaml.CSafeLoader)
-    assert crd["spec"]["names"]["kind"] == kind
-    version = next(v for v in crd["spec"]["versions"] if v["name"] == "v1")
-    return jsonschema.Draft7Validator(_strict(version["schema"]["openAPIV3Schema"]))
+    crd = json.loads(gzip.decompress((KUBERAY / f"ray.io_{kind.lower()}s.schema.json.gz").read_bytes()))
+    assert (crd["kind"], crd["group"], crd["version"]) == (kind, "ray.io", "v1")
+    return jsonschema.Draft7Validator(_strict(crd["openAPIV3Schema"]))
 
 
 def validate(manifest: Manifest) -> None:

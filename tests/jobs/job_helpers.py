@@ -13,10 +13,11 @@ from cliplens.core.sites import encode_images
 from cliplens.store.decoding import decode_image
 
 
-def cifar_subset(shared_cifar: Path, directory: Path, rows: int, offset: int = 0) -> Path:
-    """The first ``rows`` test images (after ``offset``) as a parquet file in ``directory``."""
+def cifar_subset(parquet: Path, directory: Path, rows: int, offset: int = 0) -> Path:
+    """The first ``rows`` images of ``parquet`` (after ``offset``) as a parquet file in ``directory``."""
     path = directory / f"cifar-{offset}-{rows}.parquet"
-    table = pq.read_table(shared_cifar / "cifar10-test.parquet").slice(offset, rows)
+    table = pq.read_table(parquet).slice(offset, rows)
+    assert table.num_rows == rows, f"{parquet} has {offset + table.num_rows} rows, not {offset + rows}"
     pq.write_table(table, path)
     return path
 

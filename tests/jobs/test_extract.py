@@ -48,14 +48,14 @@ def extract(inputs: Path | str, store: str, *extra: str) -> int:
 def test_s3_and_local_runs_are_identical_and_match_a_plain_forward(
     ray_session: None,
     demo_clip: LoadedClip,
-    shared_cifar: Path,
+    cifar_sample: Path,
     s3_config: S3Config,
     tmp_path: Path,
     monkeypatch: pytest.MonkeyPatch,
     capsys: pytest.CaptureFixture[str],
 ) -> None:
     s3_env(monkeypatch, s3_config)
-    parquet = cifar_subset(shared_cifar, tmp_path, 300)
+    parquet = cifar_subset(cifar_sample, tmp_path, 300)
     assert extract(parquet, str(tmp_path / "local"), "--dataset-id", "cifar300") == 0
     assert extract(parquet, "s3://extract-test/store", "--dataset-id", "cifar300") == 0
     out = capsys.readouterr().out
@@ -74,10 +74,10 @@ def test_s3_and_local_runs_are_identical_and_match_a_plain_forward(
         assert run.manifest.spec["job"]["batch_size"] == 32
 
 
-def corrupt_folder(directory: Path, shared_cifar: Path) -> dict[str, str]:
+def corrupt_folder(directory: Path, cifar_sample: Path) -> dict[str, str]:
     """Good and bad images in ``directory``; returns bad key -> a word its skip reason must contain."""
     directory.mkdir()
-    images = pq.read_table(shared_cifar / "cifar10-test.parquet").slice(0, 6).column("jpg").to_pylist()
+    images = pq.read_table(cifar_sample).slice(0, 6).column("jpg").to_pylist()
     for i, data in enumerate(images):
         (directory / f"good{i}.jpg").write_bytes(data)
     rgb = Image.open(io.BytesIO(images[0])).convert("RGB")
@@ -110,9 +110,9 @@ def _png_header(width: int, height: int) -> bytes:
 
 
 def test_corrupt_images_are_skipped_with_reasons(
-    ray_session: None, shared_cifar: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+    ray_session: None, cifar_sample: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    bad = corrupt_folder(tmp_path / "images", shared_cifar)
+    bad = corrupt_folder(tmp_path / "images", cifar_sample)
     assert (
         main(
             ["extract", str(tmp_path / "images"), "--store", str(tmp_path / "store"), "--rows-per-shard", "4"]

@@ -25,9 +25,9 @@ def done_shards(store: Path) -> list[Path]:
 
 
 def test_killed_extract_resumes_without_losing_or_duplicating_rows(
-    ray_session: None, shared_cifar: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+    ray_session: None, cifar_sample: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    parquet, store = cifar_subset(shared_cifar, tmp_path, ROWS), tmp_path / "store"
+    parquet, store = cifar_subset(cifar_sample, tmp_path, ROWS), tmp_path / "store"
     # ViT-B-32 with random weights at 224 px: slow enough on CPU to be caught half-way.
     args = ["extract", str(parquet), "--store", str(store), "--model", "ViT-B-32"]
     args += ["--rows-per-shard", str(PER_SHARD), "--batch-size", "16"]

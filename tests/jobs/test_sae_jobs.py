@@ -12,22 +12,22 @@ from job_helpers import cifar_subset
 
 from cliplens.cli import main
 from cliplens.core.sae import Sae, build_sae
-from cliplens.store.local_stack import RedisServer, free_ports
 from cliplens.jobs.extract import ExtractConfig, run_extract
 from cliplens.jobs.topk import compute_topk
 from cliplens.store import ActivationRun, LocalStore, TopKCache, load_sae_from_store, read_topk_results
+from cliplens.store.local_stack import RedisServer, free_ports
 
 IMAGES, K = 2000, 16
 
 
 @pytest.fixture(scope="module")
 def trained(
-    ray_session: None, shared_cifar: Path, tmp_path_factory: pytest.TempPathFactory
+    ray_session: None, cifar_sample: Path, tmp_path_factory: pytest.TempPathFactory
 ) -> tuple[LocalStore, str]:
     """The demo model's final embeddings of 2,000 CIFAR-10 test images and a TopK SAE trained on them."""
     directory = tmp_path_factory.mktemp("sae-jobs")
     store = LocalStore(directory / "store")
-    parquet = cifar_subset(shared_cifar, directory, IMAGES)
+    parquet = cifar_subset(cifar_sample, directory, IMAGES)
     summary = run_extract(ExtractConfig(inputs=str(parquet), rows_per_shard=512, batch_size=128), store)
     run_id = summary.runs["final"]
     args = ["train-sae", "--store", store.uri, "--run", run_id, "--sae-id", "demo-topk", "--expansion", "4"]
@@ -134,13 +134,12 @@ def test_most_latents_top_inputs_share_a_class_far_above_random(
 
 
 def test_eval_prints_zero_shot_and_faithfulness_tables(
-    trained: tuple[LocalStore, str], shared_cifar: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+    trained: tuple[LocalStore, str], cifar_heldout: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     store, _ = trained
     assert main(["eval", "--store", store.uri, "--sae", "demo-topk", "--device", "cpu"]) == 0
     from_run = capsys.readouterr().out
     assert "| demo-topk |" in from_run and f"({IMAGES} images, 10 classes)" in from_run
-    data = cifar_subset(shared_cifar, tmp_path, 64, offset=5000)
     args = [
         "eval",
         "--store",
@@ -148,7 +147,7 @@ def test_eval_prints_zero_shot_and_faithfulness_tables(
         "--sae",
         "demo-topk",
         "--data",
-        str(data),
+        str(cifar_heldout),  # 64 test images the SAE was not trained on
         "--faithfulness-images",
         "8",
     ]

@@ -119,8 +119,8 @@ def test_pixel_limit_is_configurable() -> None:
     assert isinstance(result, Skipped) and "40x30 = 1200 pixels exceeds the limit 1000" in result.reason
 
 
-def test_parquet_reader_on_cifar(shared_cifar: Path) -> None:
-    records = list(itertools.islice(read_parquet(shared_cifar / "cifar10-test.parquet"), 50))
+def test_parquet_reader_on_cifar(cifar_sample: Path) -> None:
+    records = list(itertools.islice(read_parquet(cifar_sample), 50))
     assert [r.key for r in records[:2]] == ["test_000000", "test_000001"]
     assert all(r.label is not None and 0 <= int(r.label) <= 9 for r in records)
     decoded = decode_image(records[0].data)
@@ -181,18 +181,18 @@ def test_folder_and_webdataset_readers_local_and_s3(tmp_path: Path, s3_config: S
     assert list(read_inputs(root + "wds", "webdataset", s3=s3_config)) == expected_wds
 
 
-def test_parquet_reader_from_s3_matches_local(shared_cifar: Path, s3_config: S3Config) -> None:
+def test_parquet_reader_from_s3_matches_local(cifar_sample: Path, s3_config: S3Config) -> None:
     bucket = s3_store(s3_config)
-    bucket.put_file("cifar/test.parquet", shared_cifar / "cifar10-test.parquet")
+    bucket.put_file("cifar/test.parquet", cifar_sample)
     uri = f"s3://{bucket.bucket}/{bucket.prefix}cifar/test.parquet"
     remote = list(itertools.islice(read_inputs(uri, s3=s3_config), 20))
-    local = list(itertools.islice(read_parquet(shared_cifar / "cifar10-test.parquet"), 20))
+    local = list(itertools.islice(read_parquet(cifar_sample), 20))
     assert remote == local
 
 
-def test_reader_errors_name_the_problem(tmp_path: Path, shared_cifar: Path) -> None:
+def test_reader_errors_name_the_problem(tmp_path: Path, cifar_sample: Path) -> None:
     with pytest.raises(InvalidInputError, match="no column"):
-        next(read_parquet(shared_cifar / "cifar10-test.parquet", image_column="png"))
+        next(read_parquet(cifar_sample, image_column="png"))
     with pytest.raises(InvalidInputError, match="unknown input format 'csv'"):
         read_inputs(tmp_path, "csv")
     (tmp_path / "bad.tar").write_bytes(b"not a tar archive" * 40)
