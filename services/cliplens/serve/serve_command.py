@@ -63,7 +63,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--attribution-port", type=int, help="direct AttributionService port (default: 9002; 0: none)"
     )
     parser.add_argument(
-        "--host", default="127.0.0.1", help="interface of the HTTP and direct ports (default: 127.0.0.1)"
+        "--host",
+        default="127.0.0.1",
+        help="interface of the HTTP and direct ports (default: 127.0.0.1; Serve's gRPC proxy listens on all)",
     )
     parser.add_argument(
         "--config",
@@ -220,7 +222,8 @@ def _stop_serve() -> None:
 
 def _addresses(settings: AppSettings, ports: ServePorts) -> list[str]:
     lines = [
-        f"gRPC {ports.host}:{ports.grpc}  every cliplens service (Serve proxy; metadata application={APP_NAME})"
+        f"gRPC {ports.host}:{ports.grpc}  every cliplens service (Serve's proxy, on every interface; "
+        f"metadata application={APP_NAME})"
     ]
     if settings.feature_port.port:
         lines.append(f"gRPC {ports.host}:{settings.feature_port.port}  FeatureService (direct port)")
