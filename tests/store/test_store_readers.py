@@ -13,12 +13,14 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from cliplens.core.errors import InvalidInputError
+from cliplens.core.errors import InvalidInputError, NotFoundError
+from cliplens.demo.sample import CLASSES_FILE, class_names
 from cliplens.store import (
     Record,
     S3Config,
     Skipped,
     decode_image,
+    read_class_names,
     read_image_folder,
     read_inputs,
     read_parquet,
@@ -198,3 +200,33 @@ def test_reader_errors_name_the_problem(tmp_path: Path, cifar_sample: Path) -> N
     (tmp_path / "bad.tar").write_bytes(b"not a tar archive" * 40)
     with pytest.raises(InvalidInputError, match="not a readable tar file"):
         list(read_webdataset(tmp_path / "bad.tar"))
+
+
+def test_class_names_file_names_index_labels_of_parquet_and_webdataset(
+    tmp_path: Path, cifar_sample: Path
+) -> None:
+    names = tmp_path / "classes.txt"
+    names.write_text(CLASSES_FILE.read_text().strip() + "\n\n")  # trailing blank lines are fine
+    classes = read_class_names(names)
+    assert classes == class_names()
+    records = list(itertools.islice(read_inputs(cifar_sample, class_names=classes), 50))
+    raw = list(itertools.islice(read_parquet(cifar_sample), 50))
+    assert [r.label for r in records] == [classes[int(r.label or -1)] for r in raw]
+    assert [r.key for r in records] == [r.key for r in raw] and records[0].data == raw[0].data
+    make_shard(tmp_path / "000.tar", {"k1.png": encode(gradient(), "PNG"), "k1.cls": b"3\n", "k2.cls": b""})
+    assert [r.label for r in read_inputs(tmp_path / "000.tar", class_names=classes)] == ["cat", ""]
+
+
+def test_class_names_errors_name_the_file_and_the_label(tmp_path: Path, cifar_sample: Path) -> None:
+    with pytest.raises(NotFoundError, match="class-names file .*missing.txt not found"):
+        read_class_names(tmp_path / "missing.txt")
+    (tmp_path / "empty.txt").write_text("\n")
+    with pytest.raises(InvalidInputError, match="is empty"):
+        read_class_names(tmp_path / "empty.txt")
+    (tmp_path / "gap.txt").write_text("cat\n\ndog\n")
+    with pytest.raises(InvalidInputError, match=r"blank lines \(class indices \[1\]\)"):
+        read_class_names(tmp_path / "gap.txt")
+    with pytest.raises(
+        InvalidInputError, match="label '9' of input test_000000 is not a class index in 0..1"
+    ):
+        list(read_inputs(cifar_sample, class_names=["cat", "dog"]))
