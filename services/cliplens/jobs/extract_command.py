@@ -14,18 +14,7 @@ HELP = "extract activations of images (parquet, WebDataset, image folder; local 
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument(
-        "inputs", help="parquet file/folder, .tar shard(s) or image folder; a path or s3:// URI"
-    )
-    parser.add_argument(
-        "--format", dest="input_format", choices=FORMATS, help="input format (default: by suffix)"
-    )
-    parser.add_argument(
-        "--labels-from",
-        help="class-names file (one per line, line i names class i) for index labels: a parquet label "
-        "column or WebDataset .cls files (an image folder's class sub-folders are named already)",
-    )
-    parser.add_argument("--model", default="demo", help="model id or open_clip architecture (default: demo)")
+    add_input_arguments(parser)
     parser.add_argument(
         "--site",
         dest="sites",
@@ -62,6 +51,24 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--dtype", default="fp32", help="encoder dtype: fp32, fp16 or bf16 (stored as fp16)")
     parser.add_argument("--max-pixels", type=int, default=DEFAULT_MAX_PIXELS, help="skip larger images")
     parser.add_argument("--address", help="Ray cluster address (default: $RAY_ADDRESS, else a local Ray)")
+
+
+def add_input_arguments(parser: argparse.ArgumentParser) -> None:
+    """The data set and the model that reads it (shared with ``cliplens index``)."""
+    parser.add_argument(
+        "inputs",
+        help="image folder (class sub-folders name the labels), parquet file/folder or WebDataset .tar "
+        "shard(s); a path or s3:// URI",
+    )
+    parser.add_argument(
+        "--format", dest="input_format", choices=FORMATS, help="input format (default: by suffix)"
+    )
+    parser.add_argument(
+        "--labels-from",
+        help="class-names file (one per line, line i names class i) for index labels: a parquet label "
+        "column or WebDataset .cls files",
+    )
+    parser.add_argument("--model", default="demo", help="model id or open_clip architecture (default: demo)")
 
 
 def run(args: argparse.Namespace) -> int:

@@ -6,33 +6,20 @@ import argparse
 import os
 
 from cliplens.jobs.extract import ExtractConfig
+from cliplens.jobs.extract_command import add_input_arguments
 from cliplens.jobs.index import IndexJob, run_index
 from cliplens.jobs.ray_cluster import ray_cluster
 from cliplens.jobs.train_sae_command import add_sae_arguments, sae_settings
 from cliplens.store.objects import open_store
-from cliplens.store.readers import FORMATS
 from cliplens.store.topk_cache import REDIS_URL_ENV
 
 HELP = "index a data set: extract, train an SAE, rank each latent's top inputs, fill the cache"
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument(
-        "inputs",
-        help="image folder (class sub-folders name the labels), parquet file/folder or WebDataset .tar "
-        "shard(s); a path or s3:// URI",
-    )
-    parser.add_argument("--model", default="demo", help="model id or open_clip architecture (default: demo)")
+    add_input_arguments(parser)
     parser.add_argument("--sae-id", required=True, help="catalog id of the SAE, used to serve and query it")
     parser.add_argument("--site", default="final", help="final, resid:L or resid:L:patches (default: final)")
-    parser.add_argument(
-        "--format", dest="input_format", choices=FORMATS, help="input format (default: by suffix)"
-    )
-    parser.add_argument(
-        "--labels-from",
-        help="class-names file (one per line, line i names class i) for index labels: a parquet label "
-        "column or WebDataset .cls files",
-    )
     parser.add_argument("--store", help="store URI (default: $CLIPLENS_STORE or ~/.cache/cliplens/store)")
     parser.add_argument(
         "--redis",
