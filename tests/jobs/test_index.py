@@ -38,7 +38,9 @@ def test_index_names_parquet_labels_fills_the_cache_and_guards_the_sae_id(
     args += ["--epochs", "2", "--device", "cpu"]
     assert main(args) == 0
     out = capsys.readouterr().out
-    assert f"{ROWS} inputs, {ROWS} encoded, 0 skipped" in out and f"loaded named into {redis_server.url}" in out
+    assert (
+        f"{ROWS} inputs, {ROWS} encoded, 0 skipped" in out and f"loaded named into {redis_server.url}" in out
+    )
     run_id = read_sae_record(store, "named").run_id
     rows = read_topk_results(store, run_id, "named")
     assert rows and {row.label for row in rows} <= set(class_names())
