@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pyarrow as pa
 
-from cliplens.demo.sample import SAMPLE_PARQUET
+from cliplens.store.sample import SAMPLE_PARQUET
 
 TEST_FILE, TRAIN_FILE = "cifar10-test.parquet", "cifar10-train.parquet"
 DATA_HELP = "a CIFAR-10 folder holding cifar10-test.parquet{train} (columns key, jpg, label){default}"

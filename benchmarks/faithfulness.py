@@ -27,11 +27,12 @@ import torch
 from cifar_data import TRAIN_FILE, add_data_argument, split_file, test_parquet
 from cliplens.core.faithfulness import FaithfulnessReport, faithfulness_curves, faithfulness_table
 from cliplens.core.models import LoadedClip, load_clip
+from cliplens.core.prompts import CIFAR10_CLASSES
 from cliplens.core.sae import TopKConfig, build_sae
 from cliplens.core.sae.train import TensorBatches, TrainConfig, evaluate_sae, train_sae
 from cliplens.core.sites import Site, encode_images
 from cliplens.core.zeroshot import text_classifier, zero_shot_accuracy
-from cliplens.demo.sample import SAMPLE_PARQUET, LabelledImages, class_names, load_labelled_parquet
+from cliplens.store.sample import SAMPLE_PARQUET, LabelledImages, load_labelled_parquet
 
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt
@@ -128,7 +129,7 @@ def main() -> None:
         TrainConfig(epochs=args.epochs, warmup_steps=20, seed=args.seed, device=args.device, progress=False),
     )
     metrics = evaluate_sae(sae, TensorBatches(activations(clip, test, str(site)), 512, shuffle=False))
-    classifier = text_classifier(clip, class_names())
+    classifier = text_classifier(clip, CIFAR10_CLASSES)
     images = clip.preprocess_images(test.images)
     accuracy = zero_shot_accuracy(clip, images, test.labels, classifier)
     accuracy_sae = zero_shot_accuracy(clip, images, test.labels, classifier, sae=sae)

@@ -26,11 +26,12 @@ import torch
 
 from cifar_data import TRAIN_FILE, add_data_argument, split_file, test_parquet
 from cliplens.core.models import LoadedClip, load_clip
+from cliplens.core.prompts import CIFAR10_CLASSES
 from cliplens.core.sae import ReluConfig, SaeConfig, TopKConfig, build_sae
 from cliplens.core.sae.train import TensorBatches, TrainConfig, evaluate_sae, train_sae
 from cliplens.core.sites import encode_images
-from cliplens.core.zeroshot import SaeEvalRow, classify_embeddings, format_sae_table, text_classifier
-from cliplens.demo.sample import class_names, load_labelled_parquet
+from cliplens.core.zeroshot import SaeEvalRow, embedding_accuracy, format_sae_table, text_classifier
+from cliplens.store.sample import load_labelled_parquet
 
 RESULTS = Path(__file__).resolve().parent / "results"
 
@@ -45,10 +46,6 @@ def embed_split(clip: LoadedClip, parquet: Path, batch_size: int = 500) -> tuple
         for i in range(0, len(data.images), batch_size)
     ]
     return torch.cat(chunks), data.labels
-
-
-def accuracy(embeddings: torch.Tensor, labels: torch.Tensor, classifier: torch.Tensor) -> float:
-    return float((classify_embeddings(embeddings, classifier).argmax(-1) == labels).float().mean())
 
 
 def main() -> None:
@@ -67,8 +64,8 @@ def main() -> None:
     print(
         f"embedded {len(train_x)} train and {len(test_x)} test images in {time.time() - t0:.0f}s", flush=True
     )
-    classifier = text_classifier(clip, class_names()).cpu()
-    base = accuracy(test_x, test_y, classifier)
+    classifier = text_classifier(clip, CIFAR10_CLASSES).cpu()
+    base = embedding_accuracy(test_x, test_y, classifier)
     common = {
         "d_in": train_x.shape[1],
         "d_sae": args.d_sae,
@@ -85,7 +82,7 @@ def main() -> None:
         train_sae(sae, TensorBatches(train_x, 256), TrainConfig(epochs=args.epochs, lr=1e-3, device="cpu"))
         metrics = evaluate_sae(sae, TensorBatches(test_x, 1000, shuffle=False))
         with torch.no_grad():
-            with_sae = accuracy(sae(test_x), test_y, classifier)
+            with_sae = embedding_accuracy(sae(test_x), test_y, classifier)
         rows.append(
             SaeEvalRow(name, metrics.l0, metrics.mse, metrics.r2, metrics.dead_fraction, base, with_sae)
         )

@@ -26,8 +26,9 @@ import torch
 from cifar_data import add_data_argument, test_parquet
 from cliplens.core.decomposition import evaluate_segmentation, paste_objects
 from cliplens.core.models import load_clip
+from cliplens.core.prompts import CIFAR10_CLASSES
 from cliplens.core.zeroshot import text_classifier, zero_shot_accuracy
-from cliplens.demo.sample import class_names, load_labelled_parquet
+from cliplens.store.sample import load_labelled_parquet
 
 ROOT = Path(__file__).resolve().parents[1]
 RESULTS = ROOT / "benchmarks" / "results"
@@ -50,7 +51,7 @@ def main() -> None:
         print(f"segmentation: {source} has {len(data.labels)} images; the pool is those", file=sys.stderr)
     clip = load_clip(args.model, device="auto")
     images = clip.preprocess_images(data.images).cpu()
-    classifier = text_classifier(clip, class_names())
+    classifier = text_classifier(clip, CIFAR10_CLASSES)
     accuracy = zero_shot_accuracy(clip, images, data.labels, classifier)
 
     rows = []

@@ -13,7 +13,7 @@ import pytest
 import torch
 
 from cliplens.core.models import LoadedClip, load_clip
-from cliplens.demo.sample import SAMPLE_PARQUET
+from cliplens.store.sample import SAMPLE_PARQUET
 from tiny_models import tiny_spec
 
 # Real redis-server and SeaweedFS (S3) session fixtures, shared by every test folder; the guard that

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from cliplens.cli import COMMANDS, build_parser, main
-from cliplens.demo.sample import class_names
+from cliplens.core.prompts import CIFAR10_CLASSES
 
 
 def test_every_command_has_help(capsys: pytest.CaptureFixture[str]) -> None:
@@ -44,7 +44,7 @@ def test_demo_runs_end_to_end(tmp_path: Path) -> None:
         assert "(source: redis)" in line and "top images (source: redis)" in line
         assert "firing rate 0.000" not in line
         labels = line.split("top images (source: redis): ")[1].split(", ")
-        assert labels and set(labels) <= set(class_names())
+        assert labels and set(labels) <= set(CIFAR10_CLASSES)
     report = (tmp_path / "report.html").read_text()
     assert report.count("data:image/png;base64,") >= 3 and "Latent attribution" in report
     assert report.count("aria-label='activation histogram'") == 4 and "statistics served from redis" in report

@@ -16,8 +16,9 @@ from cliplens.core.decomposition import (
 )
 from cliplens.core.errors import InvalidInputError, ShapeMismatchError
 from cliplens.core.models import LoadedClip
+from cliplens.core.prompts import CIFAR10_CLASSES
 from cliplens.core.zeroshot import text_classifier, zero_shot_accuracy
-from cliplens.demo.sample import class_names, load_labelled_parquet
+from cliplens.store.sample import load_labelled_parquet
 
 N_IMAGES = 80
 
@@ -25,7 +26,7 @@ N_IMAGES = 80
 @pytest.fixture(scope="module")
 def cifar(demo_clip: LoadedClip) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     data = load_labelled_parquet(limit=N_IMAGES)
-    return demo_clip.preprocess_images(data.images), data.labels, text_classifier(demo_clip, class_names())
+    return demo_clip.preprocess_images(data.images), data.labels, text_classifier(demo_clip, CIFAR10_CLASSES)
 
 
 @pytest.fixture(scope="module")

@@ -10,11 +10,12 @@ from cliplens.core.attribution import METHODS
 from cliplens.core.errors import InvalidInputError, ShapeMismatchError
 from cliplens.core.faithfulness import FaithfulnessReport, faithfulness_curves, faithfulness_table
 from cliplens.core.models import LoadedClip
+from cliplens.core.prompts import CIFAR10_CLASSES
 from cliplens.core.sae import Sae, TopKConfig, build_sae
 from cliplens.core.sae.train import TensorBatches, TrainConfig, train_sae
 from cliplens.core.sites import encode_images
 from cliplens.core.zeroshot import text_classifier, zero_shot_logits
-from cliplens.demo.sample import class_names, load_labelled_parquet
+from cliplens.store.sample import load_labelled_parquet
 
 TRAIN, TEST = 300, 100
 
@@ -29,7 +30,7 @@ def demo_setup(demo_clip: LoadedClip) -> tuple[Sae, Tensor, Tensor, Tensor]:
         embeddings = encode_images(demo_clip.model, images[:TRAIN]).embedding.float()
     sae = build_sae(TopKConfig(d_in=demo_clip.embed_dim, d_sae=512, k=16, site="final", model_id="demo"))
     train_sae(sae, TensorBatches(embeddings, 64), TrainConfig(epochs=6, warmup_steps=5, progress=False))
-    return sae, images[TRAIN:], sample.labels[TRAIN:], text_classifier(demo_clip, class_names())
+    return sae, images[TRAIN:], sample.labels[TRAIN:], text_classifier(demo_clip, CIFAR10_CLASSES)
 
 
 @pytest.fixture(scope="module")

@@ -23,7 +23,7 @@ from cliplens.core.naming import (
     top_labels,
 )
 from cliplens.core.sae import Sae, TopKConfig, build_sae
-from cliplens.demo.sample import load_labelled_parquet
+from cliplens.store.sample import load_labelled_parquet
 
 LABELS = ["cat", "truck", "airplane", "frog", "ship", "horse"]
 

@@ -21,11 +21,11 @@ from cliplens.core.probes import (
     typography_probe,
     word_probes,
 )
-from cliplens.core.prompts import PHOTO_TEMPLATES
+from cliplens.core.prompts import CIFAR10_CLASSES, PHOTO_TEMPLATES
 from cliplens.core.sae import TopKConfig, build_sae
 from cliplens.core.sae.train import TensorBatches, TrainConfig, train_sae
 from cliplens.core.sites import encode_images
-from cliplens.demo.sample import LabelledImages, class_names, load_labelled_parquet
+from cliplens.store.sample import LabelledImages, load_labelled_parquet
 
 
 @pytest.fixture(scope="module")
@@ -45,7 +45,7 @@ def context(demo_clip: LoadedClip, sample: LabelledImages) -> ProbeContext:
     )
     vocabulary = embed_vocabulary(demo_clip, ["text", "cat", "truck", "sky", "grass"])
     names = [vocabulary.labels[int(i)] for i in decoder_alignment(demo_clip, sae, vocabulary).argmax(-1)]
-    classifier = embed_texts(demo_clip, class_names(), PHOTO_TEMPLATES)
+    classifier = embed_texts(demo_clip, CIFAR10_CLASSES, PHOTO_TEMPLATES)
     return ProbeContext(demo_clip, sae, classifier, names, top_latents=3)
 
 
@@ -69,7 +69,7 @@ def test_paste_centre_keeps_the_centre_and_takes_the_border() -> None:
 def test_typography_flips_predictions_to_the_written_class(
     context: ProbeContext, sample: LabelledImages
 ) -> None:
-    result = typography_probe(context, sample.images, sample.labels, class_names())
+    result = typography_probe(context, sample.images, sample.labels, CIFAR10_CLASSES)
     assert result.images == 160
     assert result.flip_rate > 0
     assert result.accuracy_text < result.accuracy_clean
@@ -79,14 +79,14 @@ def test_typography_flips_predictions_to_the_written_class(
 
 def test_spurious_backgrounds_cost_accuracy(context: ProbeContext, sample: LabelledImages) -> None:
     images, labels = sample.images[:32], sample.labels[:32]
-    result = spurious_probe(context, images, labels, class_names())
+    result = spurious_probe(context, images, labels, CIFAR10_CLASSES)
     assert result.composites == 64
     assert result.accuracy_composite < result.accuracy_clean
     assert 0.0 <= result.background_rate <= 1.0 - result.accuracy_composite
 
 
 def test_word_probes_score_the_senses_the_data_shows(demo_clip: LoadedClip, sample: LabelledImages) -> None:
-    polysemy, compounds = word_probes(demo_clip, sample.images, sample.labels, class_names())
+    polysemy, compounds = word_probes(demo_clip, sample.images, sample.labels, CIFAR10_CLASSES)
     jaguar = next(w for w in polysemy if w.word == "jaguar")
     assert [s.image_class for s in jaguar.senses] == ["cat", "automobile"]
     assert all(w.word not in ("bat", "mouse") for w in polysemy)  # no CIFAR-10 class shows them
@@ -99,7 +99,7 @@ def test_word_probes_score_the_senses_the_data_shows(demo_clip: LoadedClip, samp
 
 def test_bad_probe_inputs_are_named(sample: LabelledImages) -> None:
     with pytest.raises(InvalidInputError, match="same non-zero number of images and labels"):
-        check_labelled(sample.images[:3], sample.labels[:2], class_names())
+        check_labelled(sample.images[:3], sample.labels[:2], CIFAR10_CLASSES)
     with pytest.raises(InvalidInputError, match="at least 2 classes"):
         check_labelled(sample.images[:2], torch.zeros(2, dtype=torch.long), ["cat"])
     with pytest.raises(InvalidInputError, match="labels must lie in \\[0, 2\\)"):
@@ -124,4 +124,5 @@ def test_probe_command_runs_end_to_end(tmp_path: Path, capsys: pytest.CaptureFix
 
 def test_probe_command_names_a_missing_class_file(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["probe", "--limit", "4", "--classes", str(tmp_path / "none.txt")]) == 2
-    assert "file not found" in capsys.readouterr().err
+    error = capsys.readouterr().err
+    assert "class-names file" in error and "none.txt not found" in error

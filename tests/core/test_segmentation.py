@@ -17,8 +17,9 @@ from cliplens.core.decomposition import (
 )
 from cliplens.core.errors import InvalidInputError, ShapeMismatchError
 from cliplens.core.models import LoadedClip
+from cliplens.core.prompts import CIFAR10_CLASSES
 from cliplens.core.zeroshot import text_classifier
-from cliplens.demo.sample import class_names, load_labelled_parquet
+from cliplens.store.sample import load_labelled_parquet
 
 
 @pytest.fixture(scope="module")
@@ -53,7 +54,7 @@ def test_tiles_come_from_other_classes() -> None:
 
 def test_heatmaps_are_patch_scores_upsampled(demo_clip: LoadedClip, pool) -> None:
     images = pool[0][:2]
-    classifier = text_classifier(demo_clip, class_names())
+    classifier = text_classifier(demo_clip, CIFAR10_CLASSES)
     heatmaps = class_heatmaps(demo_clip.model, images, classifier)
     assert heatmaps.shape == (2, 10, 32, 32)
     contrast = classifier - (classifier.sum(0, keepdim=True) - classifier) / 9
@@ -69,7 +70,7 @@ def test_pointing_beats_chance_with_demo_model(demo_clip: LoadedClip, pool) -> N
     images, labels = pool
     objects = paste_objects(images, labels, 96, object_size=16, seed=0)
     scores = evaluate_segmentation(
-        demo_clip.model, objects, text_classifier(demo_clip, class_names()), batch_size=48
+        demo_clip.model, objects, text_classifier(demo_clip, CIFAR10_CLASSES), batch_size=48
     )
     assert scores.chance_rate == pytest.approx(0.25)
     assert scores.pointing_accuracy > 1.5 * scores.chance_rate

@@ -9,12 +9,15 @@ from torch import Tensor
 
 from cliplens.core.errors import InvalidInputError, ShapeMismatchError
 from cliplens.core.models import LoadedClip
+from cliplens.core.prompts import PHOTO_TEMPLATES
 from cliplens.core.sae import Sae, TopKConfig, build_sae
 from cliplens.core.sites import encode_images
 from cliplens.core.steering import (
     LatentEdit,
+    check_edits,
     nearest_neighbours,
     steer_activations,
+    steer_and_classify,
     steer_images,
     steering_effect,
 )
@@ -95,15 +98,71 @@ def test_steering_effect_moves_the_decision_towards_the_latent(
     assert effect.neighbours_after.similarities[:, 0].max() < 0.999
 
 
+def test_steer_and_classify_matches_a_hand_computation(tiny_clip: LoadedClip, images: Tensor) -> None:
+    sae = random_sae(32, "final")
+    names = ["cat", "dog", "ship"]
+    outcome = steer_and_classify(tiny_clip, sae, images, [LatentEdit(9, 1.5)], names)
+    with torch.no_grad():
+        original = tiny_clip.model.encode_image(images).float()
+        prompts = [template.format(name) for name in names for template in PHOTO_TEMPLATES]
+        per_prompt = F.normalize(tiny_clip.encode_texts(prompts).float(), dim=-1)
+        classes = F.normalize(per_prompt.view(len(names), len(PHOTO_TEMPLATES), -1).mean(1), dim=-1)
+        scale = tiny_clip.model.logit_scale.exp()
+    steered = original + 1.5 * sae.decoder_directions().detach()[9]
+
+    def probabilities(embeddings: Tensor) -> Tensor:
+        return torch.softmax(scale * F.normalize(embeddings, dim=-1) @ classes.T, dim=-1)
+
+    torch.testing.assert_close(outcome.original, original)
+    torch.testing.assert_close(outcome.steered, steered, atol=1e-5, rtol=1e-5)
+    torch.testing.assert_close(outcome.probabilities_before, probabilities(original), atol=1e-5, rtol=1e-4)
+    torch.testing.assert_close(outcome.probabilities_after, probabilities(steered), atol=1e-5, rtol=1e-4)
+    assert outcome.probabilities_after.shape == (4, 3)
+    assert not torch.allclose(outcome.probabilities_before, outcome.probabilities_after)
+
+
+def test_steer_and_classify_without_class_names_has_no_probabilities(
+    tiny_clip: LoadedClip, images: Tensor
+) -> None:
+    outcome = steer_and_classify(
+        tiny_clip, random_sae(32, "final"), images[:1], [LatentEdit(2, 1.0, "clamp")]
+    )
+    assert outcome.probabilities_before.shape == outcome.probabilities_after.shape == (1, 0)
+    assert outcome.probabilities_after[0].tolist() == []
+    assert outcome.original.shape == outcome.steered.shape == (1, 32)
+
+
+def test_check_edits_names_the_offending_field() -> None:
+    edits = [LatentEdit(0, 1.0), LatentEdit(255, -2.0, "subtract"), LatentEdit(7, 0.0, "clamp")]
+    assert check_edits(edits, 256) == edits
+    assert type(check_edits([LatentEdit(3, 1)], 8)[0].value) is float
+    cases = [
+        ([], r"^edits: give at least one latent edit to steer with$"),
+        ([*edits, LatentEdit(70000, 1.0)], r"^edits\[3\]\.latent: 70000 is not in \[0, 256\)$"),
+        ([LatentEdit(-1, 1.0)], r"^edits\[0\]\.latent: -1 is not in \[0, 256\)$"),
+        ([LatentEdit(1, float("nan"))], r"^edits\[0\]\.value: must be finite$"),
+        ([edits[0], LatentEdit(1, float("-inf"), "clamp")], r"^edits\[1\]\.value: must be finite$"),
+        (
+            [LatentEdit(1, 1.0, "scale")],  # type: ignore[arg-type]
+            r"^edits\[0\]\.mode: unknown steering mode 'scale'; choose one of add, subtract, clamp$",
+        ),
+    ]
+    for bad, message in cases:
+        with pytest.raises(InvalidInputError, match=message):
+            check_edits(bad, 256)
+    with pytest.raises(InvalidInputError, match=r"^steer\[0\]\.latent: 4 is not in \[0, 4\)$"):
+        check_edits([LatentEdit(4, 1.0)], 4, field="steer")
+
+
 def test_bad_inputs_raise_clear_errors(tiny_clip: LoadedClip, images: Tensor, embeddings: Tensor) -> None:
     sae = random_sae(32, "final")
     with pytest.raises(InvalidInputError, match="at least one latent edit"):
         steer_activations(sae, embeddings, [])
-    with pytest.raises(InvalidInputError, match="latent index 64 is out of range"):
+    with pytest.raises(InvalidInputError, match=r"edits\[0\]\.latent: 64 is not in \[0, 64\)"):
         steer_activations(sae, embeddings, [LatentEdit(64, 1.0)])
-    with pytest.raises(InvalidInputError, match="unknown steering mode 'scale'"):
+    with pytest.raises(InvalidInputError, match=r"edits\[0\]\.mode: unknown steering mode 'scale'"):
         steer_activations(sae, embeddings, [LatentEdit(1, 1.0, "scale")])  # type: ignore[arg-type]
-    with pytest.raises(InvalidInputError, match="must be finite"):
+    with pytest.raises(InvalidInputError, match=r"edits\[0\]\.value: must be finite"):
         steer_activations(sae, embeddings, [LatentEdit(1, float("nan"))])
     with pytest.raises(ShapeMismatchError, match="d_in=32"):
         steer_activations(sae, torch.randn(2, 31), [LatentEdit(1, 1.0)])

@@ -19,7 +19,7 @@ from cliplens.core.decomposition import (
 )
 from cliplens.core.errors import InvalidInputError, NotFoundError, ShapeMismatchError
 from cliplens.core.models import LoadedClip
-from cliplens.demo.sample import load_labelled_parquet
+from cliplens.store.sample import load_labelled_parquet
 
 PLANTED = (17, 123, 42)
 

@@ -8,17 +8,20 @@ import torch.nn.functional as F
 
 from cliplens.core.errors import InvalidInputError, ShapeMismatchError
 from cliplens.core.models import LoadedClip
+from cliplens.core.prompts import CIFAR10_CLASSES
 from cliplens.core.sae import TopKConfig, build_sae
 from cliplens.core.sae.train import TensorBatches, TrainConfig, train_sae
 from cliplens.core.sites import encode_images
 from cliplens.core.zeroshot import (
     SaeEvalRow,
+    class_probabilities,
+    embedding_accuracy,
     format_sae_table,
     text_classifier,
     zero_shot_accuracy,
     zero_shot_logits,
 )
-from cliplens.demo.sample import LabelledImages, class_names, load_labelled_parquet
+from cliplens.store.sample import LabelledImages, load_labelled_parquet
 
 
 @pytest.fixture(scope="module")
@@ -31,7 +34,9 @@ def test_demo_model_zero_shot_accuracy(
     demo_clip: LoadedClip, sample500: tuple[torch.Tensor, LabelledImages]
 ) -> None:
     images, sample = sample500
-    accuracy = zero_shot_accuracy(demo_clip, images, sample.labels, text_classifier(demo_clip, class_names()))
+    accuracy = zero_shot_accuracy(
+        demo_clip, images, sample.labels, text_classifier(demo_clip, CIFAR10_CLASSES)
+    )
     assert accuracy >= 0.55
 
 
@@ -44,11 +49,30 @@ def test_logits_are_cosines_to_class_embeddings(tiny_clip: LoadedClip) -> None:
     assert torch.allclose(zero_shot_logits(tiny_clip, images, classifier, batch_size=3), expected, atol=1e-6)
 
 
+def test_probabilities_and_accuracy_of_embeddings(tiny_clip: LoadedClip) -> None:
+    classifier = text_classifier(tiny_clip, ["cat", "dog", "ship"])
+    images = torch.randn(5, 3, 32, 32, generator=torch.Generator().manual_seed(3))
+    with torch.no_grad():
+        embeddings = tiny_clip.model.encode_image(images)
+        cosines = F.normalize(embeddings, dim=-1) @ classifier.T
+        expected = (tiny_clip.model.logit_scale.exp() * cosines).softmax(-1)
+    torch.testing.assert_close(class_probabilities(tiny_clip, embeddings, classifier), expected)
+    assert class_probabilities(tiny_clip, embeddings, classifier[:0]).shape == (5, 0)
+    labels = torch.tensor([0, 1, 2, 0, 1])
+    accuracy = float((cosines.argmax(-1) == labels).float().mean())
+    assert embedding_accuracy(embeddings, labels, classifier) == pytest.approx(accuracy)
+    assert embedding_accuracy(embeddings, labels, classifier) == pytest.approx(
+        zero_shot_accuracy(tiny_clip, images, labels, classifier)
+    )
+    with pytest.raises(ShapeMismatchError, match="5 embeddings but 2 labels"):
+        embedding_accuracy(embeddings, labels[:2], classifier)
+
+
 def test_sae_splice_at_final_and_resid(
     demo_clip: LoadedClip, sample500: tuple[torch.Tensor, LabelledImages]
 ) -> None:
     images, sample = sample500
-    classifier = text_classifier(demo_clip, class_names())
+    classifier = text_classifier(demo_clip, CIFAR10_CLASSES)
     baseline = zero_shot_accuracy(demo_clip, images, sample.labels, classifier)
     with torch.no_grad():
         acts = encode_images(demo_clip.model, images, ["final", "resid:3"])

@@ -17,8 +17,9 @@ import pyarrow.parquet as pq
 import pytest
 from serve_process import ServeProcess, stop_if_running
 
-from cliplens.demo.sample import SAMPLE_PARQUET, class_names
+from cliplens.core.prompts import CIFAR10_CLASSES
 from cliplens.store.local_stack import RedisServer, free_ports
+from cliplens.store.sample import SAMPLE_PARQUET
 from cliplens_client import Client
 
 REPO = Path(__file__).resolve().parents[2]
@@ -42,7 +43,7 @@ def indexed(tmp_path_factory: pytest.TempPathFactory) -> Indexed:
     photos = root / "photos"
     rows = pq.read_table(SAMPLE_PARQUET).slice(0, PHOTOS).to_pylist()
     for row in rows:
-        folder = photos / class_names()[row["label"]]
+        folder = photos / CIFAR10_CLASSES[row["label"]]
         folder.mkdir(parents=True, exist_ok=True)
         (folder / f"{row['key']}.jpg").write_bytes(row["jpg"])
     for name, data in CORRUPT.items():
@@ -148,9 +149,9 @@ def test_serve_answers_from_its_cache_stops_cleanly_and_restarts_the_same(
 
     assert (first.top_source, first.info_source) == ("redis", "redis")
     assert first.top and first.firing_rate > 0 and sum(first.label_counts.values()) > 0
-    assert {label for _, _, label in first.top} <= set(class_names())
+    assert {label for _, _, label in first.top} <= set(CIFAR10_CLASSES)
     assert all(key.split("/")[0] == label for key, _, label in first.top)
-    assert set(first.label_counts) <= set(class_names())
+    assert set(first.label_counts) <= set(CIFAR10_CLASSES)
     assert again.numbers() == first.numbers() and again.top_source == "redis"
     assert (degraded.top_source, degraded.info_source) == ("store", "store")
     assert degraded.numbers() == first.numbers()

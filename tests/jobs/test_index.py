@@ -10,7 +10,7 @@ import torch
 from job_helpers import cifar_subset
 
 from cliplens.cli import main
-from cliplens.demo.sample import CLASSES_FILE, class_names
+from cliplens.core.prompts import CIFAR10_CLASSES, CIFAR10_CLASSES_FILE
 from cliplens.store import (
     LocalStore,
     TopKCache,
@@ -34,7 +34,8 @@ def test_index_names_parquet_labels_fills_the_cache_and_guards_the_sae_id(
     parquet = cifar_subset(cifar_sample, tmp_path, ROWS)
     store = LocalStore(tmp_path / "store")
     args = ["index", str(parquet), "--model", "demo", "--sae-id", "named", "--store", store.uri]
-    args += ["--labels-from", str(CLASSES_FILE), "--redis", redis_server.url, "--d-sae", "64", "--k", "4"]
+    args += ["--labels-from", str(CIFAR10_CLASSES_FILE), "--redis", redis_server.url]
+    args += ["--d-sae", "64", "--k", "4"]
     args += ["--epochs", "2", "--device", "cpu"]
     assert main(args) == 0
     out = capsys.readouterr().out
@@ -43,10 +44,10 @@ def test_index_names_parquet_labels_fills_the_cache_and_guards_the_sae_id(
     )
     run_id = read_sae_record(store, "named").run_id
     rows = read_topk_results(store, run_id, "named")
-    assert rows and {row.label for row in rows} <= set(class_names())
+    assert rows and {row.label for row in rows} <= set(CIFAR10_CLASSES)
     stats = read_latent_stats(store, run_id, "named")
     assert sum(s.fires for s in stats) == 4 * ROWS  # TopK: every row fires exactly k latents
-    assert set().union(*(s.label_counts for s in stats)) <= set(class_names())
+    assert set().union(*(s.label_counts for s in stats)) <= set(CIFAR10_CLASSES)
     assert TopKCache(redis_server.url).is_ready("named")
 
     first = load_sae_from_store(store, "named").sae.state_dict()

@@ -14,7 +14,7 @@ import pytest
 from PIL import Image
 
 from cliplens.core.errors import InvalidInputError, NotFoundError
-from cliplens.demo.sample import CLASSES_FILE, class_names
+from cliplens.core.prompts import CIFAR10_CLASSES, CIFAR10_CLASSES_FILE
 from cliplens.store import (
     Record,
     S3Config,
@@ -206,9 +206,9 @@ def test_class_names_file_names_index_labels_of_parquet_and_webdataset(
     tmp_path: Path, cifar_sample: Path
 ) -> None:
     names = tmp_path / "classes.txt"
-    names.write_text(CLASSES_FILE.read_text().strip() + "\n\n")  # trailing blank lines are fine
+    names.write_text(CIFAR10_CLASSES_FILE.read_text().strip() + "\n\n")  # trailing blank lines are fine
     classes = read_class_names(names)
-    assert classes == class_names()
+    assert classes == list(CIFAR10_CLASSES)
     records = list(itertools.islice(read_inputs(cifar_sample, class_names=classes), 50))
     raw = list(itertools.islice(read_parquet(cifar_sample), 50))
     assert [r.label for r in records] == [classes[int(r.label or -1)] for r in raw]

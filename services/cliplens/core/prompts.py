@@ -2,18 +2,15 @@
 
 from __future__ import annotations
 
-CIFAR10_CLASSES: tuple[str, ...] = (
-    "airplane",
-    "automobile",
-    "bird",
-    "cat",
-    "deer",
-    "dog",
-    "frog",
-    "horse",
-    "ship",
-    "truck",
+from cliplens.core.models import ASSETS_DIR
+
+CIFAR10_CLASSES_FILE = ASSETS_DIR / "demo" / "cifar10-classes.txt"
+"""CIFAR-10's class names, one a line in label order: a class-names file for ``--labels-from``."""
+
+CIFAR10_CLASSES: tuple[str, ...] = tuple(
+    line.strip() for line in CIFAR10_CLASSES_FILE.read_text().splitlines() if line.strip()
 )
+"""CIFAR-10's class names in label order, read from :data:`CIFAR10_CLASSES_FILE`."""
 
 # Short photo-style templates; "{}" is replaced by the class name.
 PHOTO_TEMPLATES: tuple[str, ...] = (

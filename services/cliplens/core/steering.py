@@ -11,12 +11,11 @@ from __future__ import annotations
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Literal, Protocol, get_args, runtime_checkable
+from typing import Literal, get_args
 
 import torch
 import torch.nn.functional as F
 from jaxtyping import Float, Int
-from PIL import Image
 from torch import Tensor
 
 from cliplens.core.attribution import check_images, normalized_texts
@@ -24,7 +23,7 @@ from cliplens.core.errors import InvalidInputError, ShapeMismatchError
 from cliplens.core.models import LoadedClip
 from cliplens.core.sae import Sae
 from cliplens.core.sites import encode_images
-from cliplens.core.zeroshot import check_sae_fits
+from cliplens.core.zeroshot import check_sae_fits, class_probabilities, text_classifier
 
 SteerMode = Literal["add", "subtract", "clamp"]
 STEER_MODES: tuple[SteerMode, ...] = get_args(SteerMode)
@@ -39,6 +38,29 @@ class LatentEdit:
     mode: SteerMode = "add"
 
 
+def check_edits(edits: Sequence[LatentEdit], d_sae: int, field: str = "edits") -> list[LatentEdit]:
+    """``edits`` checked for an SAE with ``d_sae`` latents, as plain ``int``/``float`` edits.
+
+    Raises :class:`InvalidInputError` naming the offending field, e.g.
+    ``edits[3].latent: 70000 is not in [0, 256)`` or ``edits[0].value: must be finite``.
+    """
+    if not edits:
+        raise InvalidInputError(f"{field}: give at least one latent edit to steer with")
+    checked = []
+    for i, edit in enumerate(edits):
+        at = f"{field}[{i}]"
+        if edit.mode not in STEER_MODES:
+            raise InvalidInputError(
+                f"{at}.mode: unknown steering mode '{edit.mode}'; choose one of {', '.join(STEER_MODES)}"
+            )
+        if not 0 <= edit.latent < d_sae:
+            raise InvalidInputError(f"{at}.latent: {edit.latent} is not in [0, {d_sae})")
+        if not math.isfinite(edit.value):
+            raise InvalidInputError(f"{at}.value: must be finite")
+        checked.append(LatentEdit(int(edit.latent), float(edit.value), edit.mode))
+    return checked
+
+
 def steer_activations(
     sae: Sae, activations: Float[Tensor, "*batch d_in"], edits: Sequence[LatentEdit]
 ) -> Float[Tensor, "*batch d_in"]:
@@ -46,7 +68,7 @@ def steer_activations(
 
     For an SAE at ``final`` the activations are the image embeddings themselves.
     """
-    _check_edits(sae, edits)
+    edits = check_edits(edits, sae.cfg.d_sae)
     with torch.no_grad():
         h = activations.float()
         z = sae.encode(h)
@@ -68,7 +90,7 @@ def steer_images(
     """Image embeddings (not normalised) with ``edits`` applied at the SAE's site on the way through."""
     site = check_sae_fits(sae, clip)
     check_images(clip, images)
-    _check_edits(sae, edits)
+    edits = check_edits(edits, sae.cfg.d_sae)
     with torch.no_grad():
         return encode_images(
             clip.model,
@@ -77,19 +99,40 @@ def steer_images(
         ).embedding
 
 
-def _check_edits(sae: Sae, edits: Sequence[LatentEdit]) -> None:
-    if not edits:
-        raise InvalidInputError("give at least one latent edit to steer with")
-    for edit in edits:
-        sae.check_index(edit.latent)
-        if edit.mode not in STEER_MODES:
-            raise InvalidInputError(
-                f"unknown steering mode '{edit.mode}'; choose one of {', '.join(STEER_MODES)}"
-            )
-        if not math.isfinite(edit.value):
-            raise InvalidInputError(
-                f"steering value for latent {edit.latent} must be finite, got {edit.value}"
-            )
+@dataclass(frozen=True)
+class SteeringOutcome:
+    """Image embeddings (float32, not normalised) before and after steering, with the zero-shot class
+    probabilities of each; with no class names the probabilities have shape ``(batch, 0)``."""
+
+    original: Float[Tensor, "batch d_embed"]
+    steered: Float[Tensor, "batch d_embed"]
+    probabilities_before: Float[Tensor, "batch n_classes"]
+    probabilities_after: Float[Tensor, "batch n_classes"]
+
+
+def steer_and_classify(
+    clip: LoadedClip,
+    sae: Sae,
+    images: Float[Tensor, "batch 3 height width"],
+    edits: Sequence[LatentEdit],
+    class_names: Sequence[str] = (),
+) -> SteeringOutcome:
+    """Steer ``images`` (:func:`steer_images`) and classify both embeddings zero-shot over ``class_names``
+    (:func:`~cliplens.core.zeroshot.text_classifier`, :func:`~cliplens.core.zeroshot.class_probabilities`)."""
+    steered = steer_images(clip, sae, images, edits).float()
+    with torch.no_grad():
+        original = encode_images(clip.model, images.to(clip.device, clip.dtype)).embedding.float()
+        classifier = (
+            text_classifier(clip, class_names)
+            if class_names
+            else torch.empty(0, clip.embed_dim, device=clip.device)
+        )
+        return SteeringOutcome(
+            original,
+            steered,
+            class_probabilities(clip, original, classifier),
+            class_probabilities(clip, steered, classifier),
+        )
 
 
 @dataclass(frozen=True)
@@ -145,33 +188,9 @@ def steering_effect(
             f"original {tuple(original.shape)} and steered {tuple(steered.shape)} embeddings differ in shape"
         )
     classes = normalized_texts(clip, classifier)
-    scale = float(clip.model.logit_scale.detach().exp())
-
-    def probabilities(embeddings: Tensor) -> Tensor:
-        return (scale * F.normalize(embeddings.float(), dim=-1) @ classes.T).softmax(-1)
-
     return SteeringEffect(
-        probabilities(original),
-        probabilities(steered),
+        class_probabilities(clip, original, classes),
+        class_probabilities(clip, steered, classes),
         nearest_neighbours(original, bank, k),
         nearest_neighbours(steered, bank, k),
     )
-
-
-@runtime_checkable
-class EmbeddingImageGenerator(Protocol):
-    """Extension point for generative back ends that render images from CLIP image embeddings.
-
-    Examples are unCLIP-style decoders or a Kandinsky-2.2-style decoder conditioned on the image
-    embeddings of the same CLIP model. An implementation states the model whose embedding space it
-    accepts (``model_id``, ``embed_dim``) and receives un-normalised embeddings such as those from
-    :func:`steer_images`; it normalises or rescales them as its training requires. None ships with
-    cliplens (no such model runs here); services look implementations up by ``model_id``.
-    """
-
-    model_id: str
-    embed_dim: int
-
-    def generate(self, embeddings: Float[Tensor, "batch d_embed"], *, seed: int = 0) -> list[Image.Image]:
-        """One image per embedding; the same ``seed`` gives the same images."""
-        ...

@@ -93,6 +93,20 @@ def classify_embeddings(
     return F.normalize(embeddings.float(), dim=-1) @ classifier.to(embeddings.device).T
 
 
+def class_probabilities(
+    clip: LoadedClip,
+    embeddings: Float[Tensor, "batch d_embed"],
+    classifier: Float[Tensor, "n_classes d_embed"],
+) -> Float[Tensor, "batch n_classes"]:
+    """Zero-shot class probabilities: the softmax of the model's logit scale times the cosines.
+
+    ``classifier`` holds unit-norm class embeddings (:func:`text_classifier`); with no classes the
+    result has shape ``(batch, 0)``.
+    """
+    scale = float(clip.model.logit_scale.detach().exp())
+    return (scale * classify_embeddings(embeddings, classifier)).softmax(-1)
+
+
 def zero_shot_accuracy(
     clip: LoadedClip,
     images: Float[Tensor, "batch 3 height width"],
@@ -102,9 +116,26 @@ def zero_shot_accuracy(
     batch_size: int = 256,
 ) -> float:
     """Top-1 accuracy of zero-shot classification."""
-    if images.shape[0] != labels.shape[0]:
-        raise ShapeMismatchError(f"{images.shape[0]} images but {labels.shape[0]} labels")
-    logits = zero_shot_logits(clip, images, classifier, sae, batch_size)
+    _check_labels(images.shape[0], "images", labels)
+    return _top1(zero_shot_logits(clip, images, classifier, sae, batch_size), labels)
+
+
+def embedding_accuracy(
+    embeddings: Float[Tensor, "batch d_embed"],
+    labels: Int[Tensor, " batch"],
+    classifier: Float[Tensor, "n_classes d_embed"],
+) -> float:
+    """Top-1 accuracy of zero-shot classification of (unnormalised) image embeddings."""
+    _check_labels(embeddings.shape[0], "embeddings", labels)
+    return _top1(classify_embeddings(embeddings, classifier), labels)
+
+
+def _check_labels(n: int, what: str, labels: Tensor) -> None:
+    if n != labels.shape[0]:
+        raise ShapeMismatchError(f"{n} {what} but {labels.shape[0]} labels")
+
+
+def _top1(logits: Tensor, labels: Tensor) -> float:
     return float((logits.argmax(-1).cpu() == labels.cpu()).float().mean())
 
 

@@ -25,16 +25,17 @@ import torch
 from PIL import Image
 
 from cliplens.core.models import load_clip
+from cliplens.core.prompts import CIFAR10_CLASSES, CIFAR10_CLASSES_FILE
 from cliplens.core.sae.train import TensorBatches, TrainConfig, evaluate_sae
 from cliplens.core.zeroshot import SaeEvalRow, format_sae_table, text_classifier, zero_shot_accuracy
 from cliplens.demo.report import LatentPanel, render_report
-from cliplens.demo.sample import CLASSES_FILE, SAMPLE_PARQUET, class_names, load_labelled_parquet
 from cliplens.jobs.extract import ExtractConfig
 from cliplens.jobs.index import IndexJob, run_index
 from cliplens.serve.local_app import ServePorts, local_options, start_app
 from cliplens.serve.settings import AppSettings
 from cliplens.store import ObjectStore, open_store
 from cliplens.store.local_stack import S3_ACCESS_KEY, S3_SECRET_KEY, WEED, RedisServer, SeaweedS3, free_ports
+from cliplens.store.sample import SAMPLE_PARQUET, load_labelled_parquet
 
 SAE_ID = "demo-topk"
 PROMPT_CLASSES = ("cat", "dog", "truck", "airplane", "frog")
@@ -84,7 +85,7 @@ def zero_shot_table(store: ObjectStore, device: str) -> str:
     clip = load_clip("demo", device=device)
     sample = load_labelled_parquet()
     images = clip.preprocess_images(sample.images)
-    classifier = text_classifier(clip, class_names())
+    classifier = text_classifier(clip, CIFAR10_CLASSES)
     base = zero_shot_accuracy(clip, images, sample.labels, classifier)
     sae = load_sae_from_store(store, SAE_ID, clip.device).sae
     with torch.no_grad():
@@ -100,7 +101,10 @@ def build_index(store: ObjectStore, redis_url: str, epochs: int) -> None:
     """``cliplens index`` on the shipped sample, with CIFAR-10's class names as labels."""
     job = IndexJob(
         extract=ExtractConfig(
-            inputs=str(SAMPLE_PARQUET), model="demo", rows_per_shard=500, labels_from=str(CLASSES_FILE)
+            inputs=str(SAMPLE_PARQUET),
+            model="demo",
+            rows_per_shard=500,
+            labels_from=str(CIFAR10_CLASSES_FILE),
         ),
         sae_id=SAE_ID,
         arch="topk",
@@ -117,7 +121,7 @@ def build_index(store: ObjectStore, redis_url: str, epochs: int) -> None:
 
 def sample_images() -> dict[str, tuple[Image.Image, bytes, str]]:
     table = pq.read_table(SAMPLE_PARQUET, columns=["key", "jpg", "label"]).to_pylist()
-    names = class_names()
+    names = CIFAR10_CLASSES
     return {
         row["key"]: (Image.open(io.BytesIO(row["jpg"])).convert("RGB"), row["jpg"], names[row["label"]])
         for row in table

@@ -1,37 +1,15 @@
-"""The labelled CIFAR-10 sample that ships with cliplens (2,000 test-split images) and its loader."""
+"""Moved: the shipped sample is :mod:`cliplens.store.sample`, the class names :mod:`cliplens.core.prompts`.
+
+Kept only for ``tests/serve/demo_index.py``; delete once it imports from those modules.
+"""
 
 from __future__ import annotations
 
-import io
-from dataclasses import dataclass
-from pathlib import Path
+from cliplens.core.prompts import CIFAR10_CLASSES
+from cliplens.store.sample import load_labelled_parquet
 
-import pyarrow.parquet as pq
-import torch
-from PIL import Image
-
-from cliplens.core.models import ASSETS_DIR
-
-SAMPLE_PARQUET = ASSETS_DIR / "demo" / "cifar10-test-sample.parquet"
-CLASSES_FILE = ASSETS_DIR / "demo" / "cifar10-classes.txt"
-
-
-@dataclass
-class LabelledImages:
-    keys: list[str]
-    images: list[Image.Image]
-    labels: torch.Tensor
-
-
-def load_labelled_parquet(path: str | Path = SAMPLE_PARQUET, limit: int | None = None) -> LabelledImages:
-    """Read a parquet file with ``key``, ``jpg`` (encoded image bytes) and ``label`` columns."""
-    table = pq.read_table(path, columns=["key", "jpg", "label"])
-    if limit is not None:
-        table = table.slice(0, limit)
-    images = [Image.open(io.BytesIO(raw)).convert("RGB") for raw in table.column("jpg").to_pylist()]
-    labels = torch.tensor(table.column("label").to_numpy(), dtype=torch.int64)
-    return LabelledImages([str(k) for k in table.column("key").to_pylist()], images, labels)
+__all__ = ["class_names", "load_labelled_parquet"]
 
 
 def class_names() -> list[str]:
-    return CLASSES_FILE.read_text().split()
+    return list(CIFAR10_CLASSES)

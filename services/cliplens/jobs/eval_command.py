@@ -9,23 +9,27 @@ from __future__ import annotations
 
 import argparse
 from itertools import islice
-from pathlib import Path
 
 import torch
-import torch.nn.functional as F
 from torch import Tensor
 
-from cliplens.core.errors import InvalidInputError, NotFoundError
+from cliplens.core.errors import InvalidInputError
 from cliplens.core.faithfulness import faithfulness_curves, faithfulness_table
 from cliplens.core.models import LoadedClip, load_clip
 from cliplens.core.prompts import CIFAR10_CLASSES
 from cliplens.core.sae import Sae
 from cliplens.core.sae.train import TensorBatches, evaluate_sae
 from cliplens.core.sites import Site, encode_images
-from cliplens.core.zeroshot import SaeEvalRow, format_sae_table, text_classifier, zero_shot_accuracy
+from cliplens.core.zeroshot import (
+    SaeEvalRow,
+    embedding_accuracy,
+    format_sae_table,
+    text_classifier,
+    zero_shot_accuracy,
+)
 from cliplens.store.decoding import Skipped, decode_image
 from cliplens.store.objects import open_store
-from cliplens.store.readers import FORMATS, read_inputs
+from cliplens.store.readers import FORMATS, read_class_names, read_inputs
 from cliplens.store.run_reader import ActivationRun
 from cliplens.store.saes import load_sae_from_store
 
@@ -51,7 +55,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     store = open_store(args.store)
     sae = load_sae_from_store(store, args.sae).sae
-    names = _class_names(args.classes)
+    names = read_class_names(args.classes) if args.classes else list(CIFAR10_CLASSES)
     clip = load_clip(args.model or sae.cfg.model_id, device=args.device)
     sae = sae.to(clip.device)
     classifier = text_classifier(clip, names)
@@ -69,8 +73,8 @@ def run(args: argparse.Namespace) -> int:
             )
         embeddings = run_.load_all().float().to(clip.device)
         labels = torch.tensor([_label_index(label, names) for label in run_.labels()])
-        accuracy = _accuracy(embeddings, labels, classifier)
-        accuracy_sae = _accuracy(sae(embeddings), labels, classifier)
+        accuracy = embedding_accuracy(embeddings, labels, classifier)
+        accuracy_sae = embedding_accuracy(sae(embeddings), labels, classifier)
         metrics = evaluate_sae(sae, TensorBatches(embeddings, 256, shuffle=False))
         source = f"run {run_.run_id}"
     row = SaeEvalRow(
@@ -84,18 +88,6 @@ def run(args: argparse.Namespace) -> int:
         print(f"\n## Faithfulness ({n} images)\n")
         print(faithfulness_table(report))
     return 0
-
-
-def _class_names(path: str | None) -> list[str]:
-    if path is None:
-        return list(CIFAR10_CLASSES)
-    file = Path(path)
-    if not file.is_file():
-        raise NotFoundError(f"classes file not found: {file}")
-    names = [line.strip() for line in file.read_text().splitlines() if line.strip()]
-    if not names:
-        raise InvalidInputError(f"classes file {file} names no class")
-    return names
 
 
 def _label_index(label: str | None, names: list[str]) -> int:
@@ -128,8 +120,3 @@ def _site_rows(clip: LoadedClip, sae: Sae, images: Tensor) -> Tensor:
     site = str(Site.parse(sae.cfg.site))
     parts = [encode_images(clip.model, images[i : i + 256], [site])[site] for i in range(0, len(images), 256)]
     return torch.cat(parts).float().reshape(-1, sae.cfg.d_in)
-
-
-def _accuracy(embeddings: Tensor, labels: Tensor, classifier: Tensor) -> float:
-    logits = F.normalize(embeddings.float(), dim=-1) @ classifier.to(embeddings.device).T
-    return float((logits.argmax(-1).cpu() == labels).float().mean())

@@ -9,14 +9,15 @@ from pathlib import Path
 import torch
 from torch import Tensor
 
-from cliplens.core.errors import NotFoundError
 from cliplens.core.models import LoadedClip, load_clip
 from cliplens.core.naming import DEFAULT_VOCABULARY, VOCABULARY_FILES, embed_vocabulary, load_vocabulary
 from cliplens.core.probes import format_report, run_probes
+from cliplens.core.prompts import CIFAR10_CLASSES
 from cliplens.core.sae import Sae, TopKConfig, build_sae, load_sae
 from cliplens.core.sae.train import TensorBatches, TrainConfig, train_sae
 from cliplens.core.sites import encode_images
-from cliplens.demo.sample import SAMPLE_PARQUET, class_names, load_labelled_parquet
+from cliplens.store.readers import read_class_names
+from cliplens.store.sample import SAMPLE_PARQUET, load_labelled_parquet
 
 HELP = "probe a model for failure modes (typography, polysemy, compound nouns, spurious backgrounds)"
 
@@ -48,7 +49,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     clip = load_clip(args.model, device=args.device)
     data = load_labelled_parquet(args.data, limit=args.limit)
-    names = _read_lines(args.classes) if args.classes else class_names()
+    names = read_class_names(args.classes) if args.classes else CIFAR10_CLASSES
     sae = (
         load_sae(args.sae, device=clip.device).sae
         if args.sae
@@ -66,10 +67,7 @@ def run(args: argparse.Namespace) -> int:
 
 
 def _read_lines(path: str) -> list[str]:
-    file = Path(path)
-    if not file.is_file():
-        raise NotFoundError(f"file not found: {file}")
-    return [line.strip() for line in file.read_text().splitlines() if line.strip()]
+    return [line.strip() for line in Path(path).read_text().splitlines() if line.strip()]
 
 
 def _train_final_sae(clip: LoadedClip, pixels: Tensor, epochs: int) -> Sae:
