@@ -21,6 +21,7 @@ COMMANDS: dict[str, str] = {
     "train-sae": "cliplens.jobs.train_sae_command",
     "topk": "cliplens.jobs.topk_command",
     "eval": "cliplens.jobs.eval_command",
+    "heads": "cliplens.jobs.heads_command",
     "demo": "cliplens.demo.__main__",
 }
 

@@ -1,4 +1,5 @@
-"""Storage: object stores (S3 or local), activation runs, input readers and the Redis top-k cache.
+"""Storage: object stores (S3 or local), activation runs, input readers, the Redis top-k cache and
+the cached head descriptions and rankings.
 
 Depends on :mod:`cliplens.core` only; nothing in the core imports this package.
 """
@@ -17,6 +18,12 @@ from cliplens.store.feature_index import (
     load_results,
     result_ids,
     save_results,
+)
+from cliplens.store.head_results import (
+    CachedHeads,
+    describe_heads_cached,
+    open_labelled_parquet,
+    rank_heads_cached,
 )
 from cliplens.store.latent_stats import read_latent_stats, write_latent_stats
 from cliplens.store.objects import LocalStore, ObjectStore, S3Config, S3Store, open_object, open_store
@@ -41,6 +48,7 @@ __all__ = [
     "ActivationRun",
     "ActivationWriter",
     "AsyncTopKReader",
+    "CachedHeads",
     "LatentStats",
     "LocalStore",
     "Manifest",
@@ -62,14 +70,17 @@ __all__ = [
     "TopKResult",
     "TopKRow",
     "decode_image",
+    "describe_heads_cached",
     "fill_cache",
     "has_results",
     "list_saes",
     "load_results",
     "load_sae_from_store",
+    "open_labelled_parquet",
     "open_object",
     "open_store",
     "prefetch",
+    "rank_heads_cached",
     "read_class_names",
     "read_image_folder",
     "read_inputs",

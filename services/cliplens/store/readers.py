@@ -52,18 +52,39 @@ def read_parquet(
     """Records from parquet file(s) with image bytes and labels."""
     store, key = open_object(uri, s3)
     for name in _files(store, key, (".parquet",), uri):
-        parquet = pq.ParquetFile(io.BytesIO(store.get_bytes(name)))
-        columns = [key_column, image_column, *([label_column] if label_column else [])]
-        missing = set(columns) - set(parquet.schema_arrow.names)
-        if missing:
-            raise InvalidInputError(
-                f"parquet {name} has no column(s) {sorted(missing)}; it has {parquet.schema_arrow.names}"
-            )
-        for batch in parquet.iter_batches(batch_size=1024, columns=columns):
-            keys, images = batch.column(key_column).to_pylist(), batch.column(image_column).to_pylist()
-            labels = batch.column(label_column).to_pylist() if label_column else [None] * len(keys)
-            for k, data, label in zip(keys, images, labels, strict=True):
-                yield Record(str(k), data or b"", None if label is None else str(label))
+        yield from parquet_records(
+            store.get_bytes(name),
+            name,
+            key_column=key_column,
+            image_column=image_column,
+            label_column=label_column,
+        )
+
+
+def parquet_records(
+    data: bytes,
+    name: str,
+    *,
+    key_column: str = "key",
+    image_column: str = "jpg",
+    label_column: str | None = "label",
+) -> Iterator[Record]:
+    """Records from the bytes of one parquet file; ``name`` names it in errors."""
+    try:
+        parquet = pq.ParquetFile(io.BytesIO(data))
+    except (OSError, ValueError) as exc:  # pyarrow's ArrowInvalid is a ValueError
+        raise InvalidInputError(f"{name} is not a readable parquet file: {exc}") from None
+    columns = [key_column, image_column, *([label_column] if label_column else [])]
+    missing = set(columns) - set(parquet.schema_arrow.names)
+    if missing:
+        raise InvalidInputError(
+            f"parquet {name} has no column(s) {sorted(missing)}; it has {parquet.schema_arrow.names}"
+        )
+    for batch in parquet.iter_batches(batch_size=1024, columns=columns):
+        keys, images = batch.column(key_column).to_pylist(), batch.column(image_column).to_pylist()
+        labels = batch.column(label_column).to_pylist() if label_column else [None] * len(keys)
+        for k, image, label in zip(keys, images, labels, strict=True):
+            yield Record(str(k), image or b"", None if label is None else str(label))
 
 
 def read_webdataset(uri: str | Path, *, s3: S3Config | None = None) -> Iterator[Record]:

@@ -150,3 +150,91 @@ class ClassProbability(_message.Message):
     before: float
     after: float
     def __init__(self, class_name: _Optional[str] = ..., before: _Optional[float] = ..., after: _Optional[float] = ...) -> None: ...
+
+class DescribeHeadsRequest(_message.Message):
+    __slots__ = ("model_id", "pool", "per_head", "layers")
+    MODEL_ID_FIELD_NUMBER: _ClassVar[int]
+    POOL_FIELD_NUMBER: _ClassVar[int]
+    PER_HEAD_FIELD_NUMBER: _ClassVar[int]
+    LAYERS_FIELD_NUMBER: _ClassVar[int]
+    model_id: str
+    pool: _containers.RepeatedScalarFieldContainer[str]
+    per_head: int
+    layers: _containers.RepeatedScalarFieldContainer[int]
+    def __init__(self, model_id: _Optional[str] = ..., pool: _Optional[_Iterable[str]] = ..., per_head: _Optional[int] = ..., layers: _Optional[_Iterable[int]] = ...) -> None: ...
+
+class DescribeHeadsResponse(_message.Message):
+    __slots__ = ("model_id", "n_images", "heads", "cached")
+    MODEL_ID_FIELD_NUMBER: _ClassVar[int]
+    N_IMAGES_FIELD_NUMBER: _ClassVar[int]
+    HEADS_FIELD_NUMBER: _ClassVar[int]
+    CACHED_FIELD_NUMBER: _ClassVar[int]
+    model_id: str
+    n_images: int
+    heads: _containers.RepeatedCompositeFieldContainer[HeadDescription]
+    cached: bool
+    def __init__(self, model_id: _Optional[str] = ..., n_images: _Optional[int] = ..., heads: _Optional[_Iterable[_Union[HeadDescription, _Mapping]]] = ..., cached: _Optional[bool] = ...) -> None: ...
+
+class HeadDescription(_message.Message):
+    __slots__ = ("layer", "head", "descriptions", "variance_explained", "variance")
+    LAYER_FIELD_NUMBER: _ClassVar[int]
+    HEAD_FIELD_NUMBER: _ClassVar[int]
+    DESCRIPTIONS_FIELD_NUMBER: _ClassVar[int]
+    VARIANCE_EXPLAINED_FIELD_NUMBER: _ClassVar[int]
+    VARIANCE_FIELD_NUMBER: _ClassVar[int]
+    layer: int
+    head: int
+    descriptions: _containers.RepeatedCompositeFieldContainer[HeadText]
+    variance_explained: float
+    variance: float
+    def __init__(self, layer: _Optional[int] = ..., head: _Optional[int] = ..., descriptions: _Optional[_Iterable[_Union[HeadText, _Mapping]]] = ..., variance_explained: _Optional[float] = ..., variance: _Optional[float] = ...) -> None: ...
+
+class HeadText(_message.Message):
+    __slots__ = ("text", "variance_explained")
+    TEXT_FIELD_NUMBER: _ClassVar[int]
+    VARIANCE_EXPLAINED_FIELD_NUMBER: _ClassVar[int]
+    text: str
+    variance_explained: float
+    def __init__(self, text: _Optional[str] = ..., variance_explained: _Optional[float] = ...) -> None: ...
+
+class RankHeadsRequest(_message.Message):
+    __slots__ = ("model_id", "dataset", "class_names", "max_images", "top_n")
+    MODEL_ID_FIELD_NUMBER: _ClassVar[int]
+    DATASET_FIELD_NUMBER: _ClassVar[int]
+    CLASS_NAMES_FIELD_NUMBER: _ClassVar[int]
+    MAX_IMAGES_FIELD_NUMBER: _ClassVar[int]
+    TOP_N_FIELD_NUMBER: _ClassVar[int]
+    model_id: str
+    dataset: str
+    class_names: _containers.RepeatedScalarFieldContainer[str]
+    max_images: int
+    top_n: int
+    def __init__(self, model_id: _Optional[str] = ..., dataset: _Optional[str] = ..., class_names: _Optional[_Iterable[str]] = ..., max_images: _Optional[int] = ..., top_n: _Optional[int] = ...) -> None: ...
+
+class RankHeadsResponse(_message.Message):
+    __slots__ = ("model_id", "n_images", "accuracy", "heads", "cached", "class_names")
+    MODEL_ID_FIELD_NUMBER: _ClassVar[int]
+    N_IMAGES_FIELD_NUMBER: _ClassVar[int]
+    ACCURACY_FIELD_NUMBER: _ClassVar[int]
+    HEADS_FIELD_NUMBER: _ClassVar[int]
+    CACHED_FIELD_NUMBER: _ClassVar[int]
+    CLASS_NAMES_FIELD_NUMBER: _ClassVar[int]
+    model_id: str
+    n_images: int
+    accuracy: float
+    heads: _containers.RepeatedCompositeFieldContainer[RankedHead]
+    cached: bool
+    class_names: _containers.RepeatedScalarFieldContainer[str]
+    def __init__(self, model_id: _Optional[str] = ..., n_images: _Optional[int] = ..., accuracy: _Optional[float] = ..., heads: _Optional[_Iterable[_Union[RankedHead, _Mapping]]] = ..., cached: _Optional[bool] = ..., class_names: _Optional[_Iterable[str]] = ...) -> None: ...
+
+class RankedHead(_message.Message):
+    __slots__ = ("layer", "head", "accuracy", "accuracy_drop")
+    LAYER_FIELD_NUMBER: _ClassVar[int]
+    HEAD_FIELD_NUMBER: _ClassVar[int]
+    ACCURACY_FIELD_NUMBER: _ClassVar[int]
+    ACCURACY_DROP_FIELD_NUMBER: _ClassVar[int]
+    layer: int
+    head: int
+    accuracy: float
+    accuracy_drop: float
+    def __init__(self, layer: _Optional[int] = ..., head: _Optional[int] = ..., accuracy: _Optional[float] = ..., accuracy_drop: _Optional[float] = ...) -> None: ...

@@ -51,6 +51,16 @@ class AttributionServiceStub:
                 request_serializer=cliplens_dot_v1_dot_attribution__pb2.SteerRequest.SerializeToString,
                 response_deserializer=cliplens_dot_v1_dot_attribution__pb2.SteerResponse.FromString,
                 _registered_method=True)
+        self.DescribeHeads = channel.unary_unary(
+                '/cliplens.v1.AttributionService/DescribeHeads',
+                request_serializer=cliplens_dot_v1_dot_attribution__pb2.DescribeHeadsRequest.SerializeToString,
+                response_deserializer=cliplens_dot_v1_dot_attribution__pb2.DescribeHeadsResponse.FromString,
+                _registered_method=True)
+        self.RankHeads = channel.unary_unary(
+                '/cliplens.v1.AttributionService/RankHeads',
+                request_serializer=cliplens_dot_v1_dot_attribution__pb2.RankHeadsRequest.SerializeToString,
+                response_deserializer=cliplens_dot_v1_dot_attribution__pb2.RankHeadsResponse.FromString,
+                _registered_method=True)
 
 
 class AttributionServiceServicer:
@@ -79,6 +89,24 @@ class AttributionServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def DescribeHeads(self, request, context):
+        """Describe each attention head of the image encoder by the texts whose directions span its direct
+        contributions over a set of images (TextSpan, Gandelsman et al. 2024). Computed once per model and
+        inputs, then read from the store (shared with `cliplens heads describe`).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def RankHeads(self, request, context):
+        """Rank the image encoder's attention heads by the zero-shot accuracy lost when each alone is
+        mean-ablated (Gandelsman et al. 2024). Computed once per model and inputs, then read from the store
+        (shared with `cliplens heads rank`).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_AttributionServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -96,6 +124,16 @@ def add_AttributionServiceServicer_to_server(servicer, server):
                     servicer.Steer,
                     request_deserializer=cliplens_dot_v1_dot_attribution__pb2.SteerRequest.FromString,
                     response_serializer=cliplens_dot_v1_dot_attribution__pb2.SteerResponse.SerializeToString,
+            ),
+            'DescribeHeads': grpc.unary_unary_rpc_method_handler(
+                    servicer.DescribeHeads,
+                    request_deserializer=cliplens_dot_v1_dot_attribution__pb2.DescribeHeadsRequest.FromString,
+                    response_serializer=cliplens_dot_v1_dot_attribution__pb2.DescribeHeadsResponse.SerializeToString,
+            ),
+            'RankHeads': grpc.unary_unary_rpc_method_handler(
+                    servicer.RankHeads,
+                    request_deserializer=cliplens_dot_v1_dot_attribution__pb2.RankHeadsRequest.FromString,
+                    response_serializer=cliplens_dot_v1_dot_attribution__pb2.RankHeadsResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -181,6 +219,60 @@ class AttributionService:
             '/cliplens.v1.AttributionService/Steer',
             cliplens_dot_v1_dot_attribution__pb2.SteerRequest.SerializeToString,
             cliplens_dot_v1_dot_attribution__pb2.SteerResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def DescribeHeads(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/cliplens.v1.AttributionService/DescribeHeads',
+            cliplens_dot_v1_dot_attribution__pb2.DescribeHeadsRequest.SerializeToString,
+            cliplens_dot_v1_dot_attribution__pb2.DescribeHeadsResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def RankHeads(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/cliplens.v1.AttributionService/RankHeads',
+            cliplens_dot_v1_dot_attribution__pb2.RankHeadsRequest.SerializeToString,
+            cliplens_dot_v1_dot_attribution__pb2.RankHeadsResponse.FromString,
             options,
             channel_credentials,
             insecure,

@@ -18,6 +18,9 @@ from cliplens.core.models import ASSETS_DIR, LoadedClip
 DESCRIPTIONS_FILE = ASSETS_DIR / "descriptions.txt"
 # Picks whose remaining variance falls below this fraction of the total explain nothing more.
 MIN_VARIANCE_FRACTION = 1e-9
+# Singular directions weaker than this fraction of the strongest are rounding noise, not the head's span
+# (a head's contributions span at most head_dim + 3 directions, often fewer than ``rank``).
+RANK_TOLERANCE = 1e-5
 
 
 @dataclass(frozen=True)
@@ -62,14 +65,16 @@ def text_span(
     """Greedily pick up to ``n_picks`` texts that explain the most variance of ``contributions``.
 
     The texts are unit-normalised, then projected onto the span of the top-``rank`` right singular
-    vectors of the contributions. Each pick maximises the variance over images of ``C t_j``; its
-    direction is then removed from the centred contributions and from the remaining texts. Fewer
-    picks come back when the contributions have no variance left to explain.
+    vectors of the contributions (leaving out those below :data:`RANK_TOLERANCE` times the largest
+    singular value, whose directions are rounding noise and would make the picks arbitrary). Each
+    pick maximises the variance over images of ``C t_j``; its direction is then removed from the
+    centred contributions and from the remaining texts. Fewer picks come back when the contributions
+    have no variance left to explain.
     """
     _check_span_inputs(contributions, text_embeddings, texts, n_picks, rank)
     data = contributions.double()
-    _, _, vh = torch.linalg.svd(data, full_matrices=False)
-    basis = vh[:rank]
+    _, singular, vh = torch.linalg.svd(data, full_matrices=False)
+    basis = vh[:rank][singular[:rank] > RANK_TOLERANCE * singular[0]]
     candidates = F.normalize(text_embeddings.double(), dim=-1) @ basis.T @ basis
     mean = data.mean(0, keepdim=True)
     data = data - mean
@@ -104,6 +109,31 @@ def head_contributions(
 
 
 @torch.no_grad()
+def all_head_contributions(
+    clip: LoadedClip,
+    images: Float[Tensor, "n 3 height width"],
+    layers: Sequence[int] | None = None,
+    batch_size: int = 64,
+) -> Float[Tensor, "n n_layers heads d_embed"]:
+    """Every head's direct contributions from one decomposition pass (only ``layers``, in that order, if given)."""
+    parts = []
+    for batch in image_batches(images, batch_size, clip.device):
+        decomposition = decompose(clip.model, batch, sum_over=PER_HEAD)
+        for layer in layers or ():
+            decomposition.check_layer(layer)
+        heads = decomposition.per_head()
+        parts.append(heads if layers is None else heads[:, list(layers)])
+    return torch.cat(parts)
+
+
+@torch.no_grad()
+def embed_descriptions(clip: LoadedClip, pool: Sequence[str]) -> Float[Tensor, "n_texts d_embed"]:
+    """The pool's text embeddings (fp32, not normalised), encoded in chunks of 256."""
+    pool = _check_pool(list(pool))
+    return torch.cat([clip.encode_texts(pool[i : i + 256]).float() for i in range(0, len(pool), 256)])
+
+
+@torch.no_grad()
 def head_text_span(
     clip: LoadedClip,
     images: Float[Tensor, "n 3 height width"],
@@ -118,10 +148,7 @@ def head_text_span(
     """TextSpan of head ``(layer, head)`` over ``images`` with a description pool (the shipped one by default)."""
     pool = load_descriptions() if descriptions is None else _check_pool(list(descriptions))
     contributions = head_contributions(clip, images, layer, head, batch_size)
-    embeddings = torch.cat(
-        [clip.encode_texts(list(pool[i : i + 256])).float() for i in range(0, len(pool), 256)]
-    )
-    return text_span(contributions, embeddings, pool, n_picks=n_picks, rank=rank)
+    return text_span(contributions, embed_descriptions(clip, pool), pool, n_picks=n_picks, rank=rank)
 
 
 def _check_pool(pool: list[str]) -> list[str]:
