@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
+import socket
 import threading
 from collections.abc import Iterator
 from concurrent import futures
 from contextlib import contextmanager
-from dataclasses import dataclass, field
 from typing import Any
 
 import grpc
@@ -31,16 +31,23 @@ class ScriptedModelService(models_pb2_grpc.ModelServiceServicer):
         self.failures: list[grpc.StatusCode] = []
         self.hang = False
         self.metadata: list[dict[str, str]] = []
-        self._lock = threading.Lock()
+        self._arrived = threading.Condition()
 
     @property
     def calls(self) -> int:
         return len(self.metadata)
 
+    def wait_for_calls(self, count: int, timeout: float = 30.0) -> None:
+        """Block until ``count`` calls have arrived in all (a gate, not a sleep)."""
+        with self._arrived:
+            if not self._arrived.wait_for(lambda: self.calls >= count, timeout):
+                raise TimeoutError(f"{self.calls} calls arrived, expected {count}")
+
     def _enter(self, context: grpc.ServicerContext) -> None:
-        with self._lock:
+        with self._arrived:
             self.metadata.append({item.key: item.value for item in context.invocation_metadata()})
             failure = self.failures.pop(0) if self.failures else None
+            self._arrived.notify_all()
         if failure is not None:
             context.abort(failure, f"scripted {failure.name}")
         if self.hang:
@@ -57,21 +64,51 @@ class ScriptedModelService(models_pb2_grpc.ModelServiceServicer):
         return models_pb2.ListSaesResponse(saes=[DEMO_SAE] if request.model_id in ("", "demo") else [])
 
 
-@dataclass
 class ModelServer:
-    address: str
-    service: ScriptedModelService = field(repr=False)
+    """A :class:`ScriptedModelService` on a loopback port; :meth:`stop` then :meth:`start` keeps the port."""
+
+    def __init__(self, service: ScriptedModelService | None = None) -> None:
+        self.service = service or ScriptedModelService()
+        self.port = 0
+        self._server: grpc.Server | None = None
+
+    @property
+    def address(self) -> str:
+        return f"127.0.0.1:{self.port}"
+
+    def start(self) -> None:
+        server = grpc.server(futures.ThreadPoolExecutor(max_workers=8))
+        models_pb2_grpc.add_ModelServiceServicer_to_server(self.service, server)
+        port = server.add_insecure_port(f"127.0.0.1:{self.port}")
+        if not port or self.port not in (0, port):
+            raise RuntimeError(f"could not bind 127.0.0.1:{self.port}")
+        self.port = port
+        server.start()
+        self._server = server
+
+    def stop(self) -> None:
+        """Stop at once: calls in flight fail (UNAVAILABLE) and new connections are refused."""
+        if self._server is not None:
+            self._server.stop(grace=None).wait()
+            self._server = None
+
+    def __repr__(self) -> str:
+        return f"ModelServer({self.address})"
 
 
 @contextmanager
 def serve_scripted() -> Iterator[ModelServer]:
     """Serve a fresh :class:`ScriptedModelService` until the block ends."""
-    service = ScriptedModelService()
-    server = grpc.server(futures.ThreadPoolExecutor(max_workers=4))
-    models_pb2_grpc.add_ModelServiceServicer_to_server(service, server)
-    port = server.add_insecure_port("127.0.0.1:0")
+    server = ModelServer()
     server.start()
     try:
-        yield ModelServer(f"127.0.0.1:{port}", service)
+        yield server
     finally:
-        server.stop(grace=None).wait()
+        server.stop()
+
+
+def unused_address() -> str:
+    """A loopback address that nothing listens on (connections to it are refused)."""
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return f"127.0.0.1:{probe.getsockname()[1]}"

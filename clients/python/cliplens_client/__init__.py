@@ -5,6 +5,9 @@ live in ``cliplens_client.v1``::
 
     with Client("localhost:9000", token=token) as client:
         texts = client.attribute_latents("demo-topk", Path("cat.png"), ["a cat", "a dog"], top_n=5)
+
+A list of addresses, preferred first, fails over on UNAVAILABLE: ``Client(["localhost:9002",
+"localhost:9000"])`` (see :class:`FailoverPolicy`).
 """
 
 from cliplens_client.aio import AsyncClient
@@ -41,7 +44,7 @@ from cliplens_client.results import (
     TextAttribution,
     TopActivations,
 )
-from cliplens_client.retry import RetryPolicy
+from cliplens_client.retry import FailoverPolicy, RetryPolicy
 
 __version__ = "0.1.0"
 __all__ = [
@@ -54,6 +57,7 @@ __all__ = [
     "DeadlineExceededError",
     "Decomposition",
     "Embeddings",
+    "FailoverPolicy",
     "InvalidArgumentError",
     "InvalidRequestError",
     "LatentAttribution",

@@ -14,7 +14,6 @@ from google.protobuf.message import Message
 from cliplens_client import request_builders as build
 from cliplens_client.arrays import FloatDType
 from cliplens_client.base_client import BaseClient
-from cliplens_client.errors import from_grpc
 from cliplens_client.inputs import ImageInput, LatentEdit
 from cliplens_client.results import (
     Decomposition,
@@ -38,23 +37,20 @@ from cliplens_client.results import (
 
 
 class AsyncClient(BaseClient):
-    """Asyncio cliplens client over one ``grpc.aio`` channel; use ``async with`` or await :meth:`close`.
+    """Asyncio cliplens client, one ``grpc.aio`` channel per target; use ``async with`` or :meth:`close`.
 
-    Create it inside the running event loop that will use it.
+    Create it inside the running event loop that will use it. Targets and failover are those of
+    :class:`~cliplens_client.Client`.
 
     Every method takes ``timeout`` (seconds, retries included; default: the client's ``timeout``)
     and raises :class:`~cliplens_client.errors.RpcError` subclasses on failure.
     """
 
-    def _open_channel(self) -> grpc.aio.Channel:
-        settings = self.settings
-        credentials = settings.credentials
-        if credentials is None:
-            return grpc.aio.insecure_channel(settings.address, options=settings.channel_options)
-        return grpc.aio.secure_channel(settings.address, credentials, options=settings.channel_options)
+    _grpc = grpc.aio
 
     async def close(self) -> None:
-        await self._channel.close()
+        for target in self._targets:
+            await target.channel.close()
 
     async def __aenter__(self) -> AsyncClient:
         return self
@@ -65,19 +61,13 @@ class AsyncClient(BaseClient):
         await self.close()
 
     async def _call(self, rpc: str, request: Message, timeout: float | None) -> Any:
-        deadline = self._deadline(timeout)
-        attempt = 0
+        attempts = self._attempts(rpc, timeout)
         while True:
-            attempt += 1
             try:
-                return await self._methods[rpc](
-                    request, timeout=deadline.remaining(), metadata=self.settings.metadata
-                )
+                return attempts.answered(await attempts.send(request))
             except grpc.RpcError as error:
-                delay = self.settings.retry.delay_before_retry(attempt, error.code(), deadline)
-                if delay is None:
-                    raise from_grpc(rpc, error, attempt, deadline.timeout) from error
-                await asyncio.sleep(delay)
+                if delay := attempts.failed(error):
+                    await asyncio.sleep(delay)
 
     async def embed_images(
         self,

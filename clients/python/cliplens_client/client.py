@@ -14,7 +14,6 @@ from google.protobuf.message import Message
 from cliplens_client import request_builders as build
 from cliplens_client.arrays import FloatDType
 from cliplens_client.base_client import BaseClient
-from cliplens_client.errors import from_grpc
 from cliplens_client.inputs import ImageInput, LatentEdit
 from cliplens_client.results import (
     Decomposition,
@@ -38,21 +37,20 @@ from cliplens_client.results import (
 
 
 class Client(BaseClient):
-    """Blocking cliplens client over one gRPC channel; use it as a context manager or call :meth:`close`.
+    """Blocking cliplens client, one gRPC channel per target; use it as a context manager or :meth:`close`.
+
+    ``Client("localhost:9000")`` calls one address; ``Client(["localhost:9002", "localhost:9000"])``
+    sends each call to the first of the targets that is up and fails over, in order, on UNAVAILABLE.
 
     Every method takes ``timeout`` (seconds, retries included; default: the client's ``timeout``)
     and raises :class:`~cliplens_client.errors.RpcError` subclasses on failure.
     """
 
-    def _open_channel(self) -> grpc.Channel:
-        settings = self.settings
-        credentials = settings.credentials
-        if credentials is None:
-            return grpc.insecure_channel(settings.address, options=settings.channel_options)
-        return grpc.secure_channel(settings.address, credentials, options=settings.channel_options)
+    _grpc = grpc
 
     def close(self) -> None:
-        self._channel.close()
+        for target in self._targets:
+            target.channel.close()
 
     def __enter__(self) -> Client:
         return self
@@ -63,19 +61,13 @@ class Client(BaseClient):
         self.close()
 
     def _call(self, rpc: str, request: Message, timeout: float | None) -> Any:
-        deadline = self._deadline(timeout)
-        attempt = 0
+        attempts = self._attempts(rpc, timeout)
         while True:
-            attempt += 1
             try:
-                return self._methods[rpc](
-                    request, timeout=deadline.remaining(), metadata=self.settings.metadata
-                )
+                return attempts.answered(attempts.send(request))
             except grpc.RpcError as error:
-                delay = self.settings.retry.delay_before_retry(attempt, error.code(), deadline)
-                if delay is None:
-                    raise from_grpc(rpc, error, attempt, deadline.timeout) from error
-                time.sleep(delay)
+                if delay := attempts.failed(error):
+                    time.sleep(delay)
 
     def embed_images(
         self,

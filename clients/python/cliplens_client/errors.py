@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 import grpc
 
 
@@ -18,15 +20,28 @@ class MalformedResponseError(CliplensClientError):
 
 
 class RpcError(CliplensClientError):
-    """A call failed with a gRPC status other than OK."""
+    """A call failed with a gRPC status other than OK.
 
-    def __init__(self, rpc: str, code: grpc.StatusCode, details: str, attempts: int = 1) -> None:
+    ``attempts`` counts the calls sent; ``targets`` names, in order, the targets they went to when the
+    client has several (it is empty for a client with one address).
+    """
+
+    def __init__(
+        self,
+        rpc: str,
+        code: grpc.StatusCode,
+        details: str,
+        attempts: int = 1,
+        targets: Sequence[str] = (),
+    ) -> None:
         self.rpc = rpc
         self.code = code
         self.details = details
         self.attempts = attempts
+        self.targets = tuple(targets)
         tries = f" after {attempts} attempts" if attempts > 1 else ""
-        super().__init__(f"{rpc} failed with {code.name}{tries}: {details or 'no details'}")
+        where = f" on {', '.join(self.targets)}" if self.targets else ""
+        super().__init__(f"{rpc} failed with {code.name}{tries}{where}: {details or 'no details'}")
 
 
 class InvalidArgumentError(RpcError):
@@ -42,7 +57,7 @@ class AuthenticationError(RpcError):
 
 
 class UnavailableError(RpcError):
-    """The server could not be reached or was overloaded (UNAVAILABLE), after all retries."""
+    """No target could be reached or each was overloaded (UNAVAILABLE), after all retries."""
 
 
 class DeadlineExceededError(RpcError):
@@ -61,10 +76,12 @@ _BY_CODE: dict[grpc.StatusCode, type[RpcError]] = {
 }
 
 
-def from_grpc(rpc: str, error: grpc.RpcError, attempts: int, timeout: float) -> RpcError:
+def from_grpc(
+    rpc: str, error: grpc.RpcError, attempts: int, timeout: float, targets: Sequence[str] = ()
+) -> RpcError:
     """The client error for a failed call of ``rpc`` (``timeout`` is the call's deadline in seconds)."""
     code: grpc.StatusCode = error.code()
     details: str = error.details() or ""
     if code == grpc.StatusCode.DEADLINE_EXCEEDED:
         details = f"no answer within the {timeout:g} s deadline ({details or 'deadline exceeded'})"
-    return _BY_CODE.get(code, RpcError)(rpc, code, details, attempts)
+    return _BY_CODE.get(code, RpcError)(rpc, code, details, attempts, targets)

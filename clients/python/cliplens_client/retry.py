@@ -1,9 +1,11 @@
-"""Retry policy: exponential backoff with jitter, for UNAVAILABLE only, within the call's deadline."""
+"""Retry and failover policies, for UNAVAILABLE only, within the call's deadline."""
 
 from __future__ import annotations
 
+import math
 import random
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import grpc
@@ -17,7 +19,9 @@ class RetryPolicy:
 
     Attempt ``n`` (1-based) that fails waits ``min(max_backoff, initial_backoff * multiplier**(n-1))``
     seconds, shortened by a random fraction of up to ``jitter``, before attempt ``n + 1``.
-    ``max_attempts=1`` disables retries. Other status codes are never retried.
+    ``max_attempts=1`` disables retries. Other status codes are never retried. With several targets
+    an attempt is one pass over them (see :class:`FailoverPolicy`): the backoff comes only after every
+    target has failed.
     """
 
     max_attempts: int = 4
@@ -50,6 +54,28 @@ class RetryPolicy:
             return None
         delay = self.backoff(attempt)
         return delay if delay < deadline.remaining() else None
+
+
+@dataclass(frozen=True)
+class FailoverPolicy:
+    """How a client with several targets (addresses, preferred first) moves between them.
+
+    A call goes to the first target that is not cooling down; on UNAVAILABLE it goes at once, without
+    a backoff, to the next. A target that failed with UNAVAILABLE cools down for ``cooldown`` seconds:
+    calls meanwhile start at the next target and try it last. Once its cool-down is over, calls try it
+    first again. The channel to each target of such a client also waits at most ``cooldown`` seconds
+    (but at least 0.1 s) between attempts to reconnect, so a target that comes back is used soon after.
+    ``clock`` (monotonic seconds) measures the cool-downs; tests may replace it.
+    """
+
+    cooldown: float = 5.0
+    clock: Callable[[], float] = field(default=time.monotonic, compare=False, repr=False)
+
+    def __post_init__(self) -> None:
+        if not (math.isfinite(self.cooldown) and self.cooldown >= 0):
+            raise InvalidRequestError(
+                f"cooldown must be a finite number of seconds >= 0, got {self.cooldown}"
+            )
 
 
 class Deadline:
