@@ -22,7 +22,7 @@ import torch
 from PIL import Image
 
 from cliplens.core.models import load_clip
-from cliplens.serve.inputs import decode_rgb
+from cliplens.serve.request_checks import decode_rgb
 from cliplens.store import DEFAULT_MAX_PIXELS as MAX_PIXELS
 from cliplens_client.v1 import common_pb2, encoder_pb2, encoder_pb2_grpc
 from serve_common import APP, serve_app, write_results

@@ -10,10 +10,10 @@ import torch
 from PIL import Image
 
 from cliplens.core.models import LoadedClip
+from cliplens.core.prompts import CIFAR10_CLASSES
 from cliplens.core.sae import ReluConfig, Sae, TopKConfig, build_sae
 from cliplens.core.sae.train import TensorBatches, TrainConfig, train_sae
 from cliplens.core.sites import encode_images
-from cliplens.demo.sample import class_names, load_labelled_parquet
 from cliplens.store import (
     LatentStats,
     LocalStore,
@@ -23,6 +23,7 @@ from cliplens.store import (
     save_results,
     save_sae_to_store,
 )
+from cliplens.store.sample import load_labelled_parquet
 
 RUN_ID = "demo-run"
 FINAL_SAE = "demo-final-topk"
@@ -68,7 +69,7 @@ def build_demo_index(clip: LoadedClip, root: Path, redis_url: str) -> DemoIndex:
     sample = load_labelled_parquet(limit=N_IMAGES)
     keys = [f"cifar10-test/{key}" for key in sample.keys]
     jpegs = [jpeg(image) for image in sample.images]
-    names = [class_names()[int(label)] for label in sample.labels]
+    names = [CIFAR10_CLASSES[int(label)] for label in sample.labels]
     bucket = LocalStore(root / "bucket")
     for key, data in zip(keys, jpegs, strict=True):
         bucket.put_bytes(key, data)

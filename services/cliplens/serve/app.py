@@ -7,7 +7,9 @@ from typing import Any
 
 from ray.serve import Application
 
+from cliplens.core.errors import InvalidInputError
 from cliplens.serve.attributor import Attributor
+from cliplens.serve.deployment_defaults import BATCHED, check_batching, deployment_options
 from cliplens.serve.encoder import Encoder
 from cliplens.serve.feature_port import FeatureGateway
 from cliplens.serve.ingress import CliplensIngress
@@ -35,17 +37,23 @@ DEPLOYMENTS: dict[str, Any] = {
 def build_app(args: dict[str, Any]) -> Application:
     """The cliplens application from the config's ``args`` (see :class:`AppSettings`).
 
-    Replica counts, autoscaling and resources come from the config's ``deployments`` section.
+    Deployment options are :data:`DEPLOYMENT_DEFAULTS`; the config's ``deployments`` section
+    overrides them (Serve applies it after this).
     """
     return compose(AppSettings.model_validate(args))
 
 
-def compose(settings: AppSettings, options: Mapping[str, Mapping[str, Any]] | None = None) -> Application:
-    """The application graph; ``options`` overrides deployment options by deployment name."""
-    bound = {
-        name: deployment.options(**dict((options or {}).get(name, {})))
-        for name, deployment in DEPLOYMENTS.items()
-    }
+def compose(settings: AppSettings, overrides: Mapping[str, Mapping[str, Any]] | None = None) -> Application:
+    """The application graph with each deployment's defaults and ``overrides`` (by deployment name)."""
+    unknown = set(overrides or {}) - set(DEPLOYMENTS)
+    if unknown:
+        raise InvalidInputError(f"unknown deployments {sorted(unknown)}; known: {', '.join(DEPLOYMENTS)}")
+    bound = {}
+    for name, deployment in DEPLOYMENTS.items():
+        options = deployment_options(name, (overrides or {}).get(name))
+        if name in BATCHED:
+            check_batching(name, options, getattr(settings, BATCHED[name]).max_batch_size)
+        bound[name] = deployment.options(**options)
     attributor = bound["Attributor"].bind(settings)
     gateway = [bound["FeatureGateway"].bind(settings, attributor)] if settings.feature_port.port else []
     return bound["CliplensIngress"].bind(

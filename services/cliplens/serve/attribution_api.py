@@ -1,26 +1,32 @@
-"""AttributionService as request -> response: shared by the Serve ingress and the Attributor's direct port.
+"""AttributionService: latent attribution, decomposition and steering of an image-text score, and
+what each attention head does (TextSpan descriptions, accuracy drop under mean ablation).
 
-The API validates the request and builds the response; the work runs in an
-:class:`AttributionBackend`: the Attributor replica itself (direct port) or a handle to it (ingress).
-Raises the core's typed errors; the caller maps them to status codes (:func:`cliplens.serve.calls.answer`).
+Served by the ingress (the Attributor behind a handle) and by each Attributor's direct port (the
+replica itself as the backend). Raises the core's typed errors; the transports map them to status
+codes.
 """
 
 from __future__ import annotations
 
-from typing import Any, Protocol
+from typing import Any
 
-import numpy as np
-from ray.serve.handle import DeploymentHandle
-
+from cliplens.core.decomposition.heads import DEFAULT_PER_HEAD, MAX_PER_HEAD, MAX_POOL_SIZE
 from cliplens.core.errors import InvalidInputError
-from cliplens.core.steering import LatentEdit, SteerMode
-from cliplens.serve import messages
+from cliplens.core.steering import LatentEdit, SteerMode, check_edits
+from cliplens.serve import responses
+from cliplens.serve.backends import AttributionBackend
 from cliplens.serve.catalog import Catalog
-from cliplens.serve.encoder import LabelledImage
-from cliplens.serve.inputs import ImageSource, bounded, check_count, check_text, check_texts
-from cliplens.serve.results import AttributionResult, DecompositionResult, SteeringResult
-from cliplens.serve.settings import Limits
+from cliplens.serve.request_checks import (
+    RequestImages,
+    bounded,
+    check_count,
+    check_key,
+    check_text,
+    check_texts,
+)
+from cliplens.serve.settings import AppSettings
 from cliplens.store import SaeRecord
+from cliplens.store.head_results import DEFAULT_MAX_IMAGES, MAX_IMAGES
 from cliplens_client.v1 import attribution_pb2
 
 EDIT_MODES: dict[int, SteerMode] = {
@@ -30,55 +36,17 @@ EDIT_MODES: dict[int, SteerMode] = {
 }
 
 
-class AttributionBackend(Protocol):
-    """What runs attribution work: the Attributor deployment's methods."""
-
-    async def attribute(
-        self, sae_id: str, image: LabelledImage, texts: list[str], top_n: int, patch_maps: bool
-    ) -> AttributionResult: ...
-
-    async def decompose(self, model_id: str, image: LabelledImage, text: str) -> DecompositionResult: ...
-
-    async def steer(
-        self, sae_id: str, image: LabelledImage, edits: list[LatentEdit], class_names: list[str]
-    ) -> SteeringResult: ...
-
-
-class RemoteAttributor:
-    """:class:`AttributionBackend` over a handle to the Attributor, routed by SAE id (multiplexing)."""
-
-    def __init__(self, handle: DeploymentHandle) -> None:
-        self.handle = handle
-
-    async def attribute(
-        self, sae_id: str, image: LabelledImage, texts: list[str], top_n: int, patch_maps: bool
-    ) -> AttributionResult:
-        result: AttributionResult = await self._routed(sae_id).attribute.remote(
-            sae_id, image, texts, top_n, patch_maps
-        )
-        return result
-
-    async def decompose(self, model_id: str, image: LabelledImage, text: str) -> DecompositionResult:
-        result: DecompositionResult = await self.handle.decompose.remote(model_id, image, text)
-        return result
-
-    async def steer(
-        self, sae_id: str, image: LabelledImage, edits: list[LatentEdit], class_names: list[str]
-    ) -> SteeringResult:
-        result: SteeringResult = await self._routed(sae_id).steer.remote(sae_id, image, edits, class_names)
-        return result
-
-    def _routed(self, sae_id: str) -> Any:
-        return self.handle.options(multiplexed_model_id=sae_id)
-
-
 class AttributionApi:
-    """AttributeLatents, Decompose and Steer: checked requests in, response messages out."""
+    """AttributeLatents, Decompose, Steer, DescribeHeads and RankHeads: checked requests in, response
+    messages out."""
+
+    service = attribution_pb2.DESCRIPTOR.services_by_name["AttributionService"]
 
     def __init__(
-        self, limits: Limits, catalog: Catalog, images: ImageSource, backend: AttributionBackend
+        self, settings: AppSettings, catalog: Catalog, images: RequestImages, backend: AttributionBackend
     ) -> None:
-        self.limits, self.catalog, self.images, self.backend = limits, catalog, images, backend
+        self.settings, self.limits = settings, settings.limits
+        self.catalog, self.images, self.backend = catalog, images, backend
 
     async def attribute_latents(
         self, request: attribution_pb2.AttributeLatentsRequest
@@ -87,20 +55,22 @@ class AttributionApi:
         texts = check_texts(
             "texts", request.texts, self.limits.max_attribution_texts, self.limits.max_text_chars
         )
-        top_n = bounded("top_n", request.top_n, 10, min(self.limits.max_top_n, record.cfg.d_sae))
+        top_n = bounded(
+            "top_n", request.top_n, self.settings.top_n_default, min(self.limits.max_top_n, record.cfg.d_sae)
+        )
         if request.include_patch_maps and not record.cfg.site.endswith(":patches"):
             raise InvalidInputError(
                 f"include_patch_maps: SAE '{record.sae_id}' sits at '{record.cfg.site}', not a patch site"
             )
         image = await self.images.fetch("image", request.image)
         result = await self.backend.attribute(record.sae_id, image, texts, top_n, request.include_patch_maps)
-        return messages.attribution(record.sae_id, result)
+        return responses.attribution(record.sae_id, result)
 
     async def decompose(self, request: attribution_pb2.DecomposeRequest) -> attribution_pb2.DecomposeResponse:
         model_id = self.catalog.check_model(request.model_id)
         text = check_text("text", request.text, self.limits.max_text_chars)
         image = await self.images.fetch("image", request.image)
-        return messages.decomposition(model_id, await self.backend.decompose(model_id, image, text))
+        return responses.decomposition(model_id, await self.backend.decompose(model_id, image, text))
 
     async def steer(self, request: attribution_pb2.SteerRequest) -> attribution_pb2.SteerResponse:
         record = self.catalog.sae(request.sae_id)
@@ -110,19 +80,36 @@ class AttributionApi:
         )
         image = await self.images.fetch("image", request.image)
         result = await self.backend.steer(record.sae_id, image, edits, class_names)
-        return messages.steering(record.sae_id, class_names, result)
+        return responses.steering(record.sae_id, class_names, result)
+
+    async def describe_heads(
+        self, request: attribution_pb2.DescribeHeadsRequest
+    ) -> attribution_pb2.DescribeHeadsResponse:
+        model_id = self.catalog.check_model(request.model_id)
+        pool = check_texts("pool", request.pool, MAX_POOL_SIZE, self.limits.max_text_chars, minimum=0)
+        per_head = bounded("per_head", request.per_head, DEFAULT_PER_HEAD, MAX_PER_HEAD)
+        answer = await self.backend.describe_heads(model_id, pool, per_head, sorted(set(request.layers)))
+        return responses.head_descriptions(answer)
+
+    async def rank_heads(
+        self, request: attribution_pb2.RankHeadsRequest
+    ) -> attribution_pb2.RankHeadsResponse:
+        model_id = self.catalog.check_model(request.model_id)
+        dataset = check_key("dataset", request.dataset) if request.dataset else ""
+        class_names = check_texts(
+            "class_names", request.class_names, self.limits.max_class_names, self.limits.max_text_chars, 0
+        )
+        max_images = bounded("max_images", request.max_images, DEFAULT_MAX_IMAGES, MAX_IMAGES)
+        top_n = bounded("top_n", request.top_n, self.settings.top_n_default, self.limits.max_top_n)
+        answer = await self.backend.rank_heads(model_id, dataset, class_names, max_images)
+        return responses.head_ranking(answer, top_n)
 
     def _edits(self, record: SaeRecord, edits: Any) -> list[LatentEdit]:
+        """The request's edits, checked by the core (the wire's op enum is checked here)."""
         check_count("edits", len(edits), self.limits.max_edits)
-        out = []
         for i, edit in enumerate(edits):
             if edit.op not in EDIT_MODES:
                 raise InvalidInputError(
                     f"edits[{i}].op: must be EDIT_OP_ADD, EDIT_OP_SUBTRACT or EDIT_OP_CLAMP"
                 )
-            if edit.latent >= record.cfg.d_sae:
-                raise InvalidInputError(f"edits[{i}].latent: {edit.latent} is not in [0, {record.cfg.d_sae})")
-            if not np.isfinite(edit.value):
-                raise InvalidInputError(f"edits[{i}].value: must be finite")
-            out.append(LatentEdit(int(edit.latent), float(edit.value), EDIT_MODES[edit.op]))
-        return out
+        return check_edits([LatentEdit(e.latent, e.value, EDIT_MODES[e.op]) for e in edits], record.cfg.d_sae)

@@ -2,8 +2,9 @@
 
 It holds the served CLIP models (gradients flow through them) and SAEs by id (multiplexed).
 AttributeLatents requests are batched across clients: requests for the same SAE, texts and
-patch-map choice run as one batch of images. With ``attribution_port`` set, each replica also
-serves AttributionService on that port itself (:mod:`cliplens.serve.direct_port`).
+patch-map choice run as one batch of images; requests whose deadline passed while they queued are
+dropped. With ``attribution_port`` set, each replica also serves AttributionService on that port
+itself (:class:`cliplens.serve.direct_port.DirectPortHost`).
 """
 
 from __future__ import annotations
@@ -14,7 +15,6 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
 import torch
-import torch.nn.functional as F
 from ray import serve
 from torch import Tensor
 
@@ -23,54 +23,68 @@ from cliplens.core.decomposition import decompose, direct_effects
 from cliplens.core.models import LoadedClip
 from cliplens.core.naming import search_latents
 from cliplens.core.sae import Sae
-from cliplens.core.steering import LatentEdit, steer_images
-from cliplens.core.zeroshot import text_classifier
-from cliplens.serve.attribution_api import AttributionApi
-from cliplens.serve.auth import TokenAuth
-from cliplens.serve.batching import QueueDepth, configure_batching, group_indices, record_batch
-from cliplens.serve.catalog import Catalog
-from cliplens.serve.direct_port import AttributionServicer, start_direct_server
-from cliplens.serve.encoder import LabelledImage, image_pixels
-from cliplens.serve.inputs import ImageSource
-from cliplens.serve.labels import LatentLabeller
-from cliplens.serve.loading import load_models
-from cliplens.serve.results import (
+from cliplens.core.steering import LatentEdit, steer_and_classify
+from cliplens.serve.actor_types import (
     AttributionResult,
+    CachedHeads,
     DecompositionResult,
+    HeadDescriptions,
+    HeadRanking,
     Label,
     LatentMatchResult,
     LatentShare,
     LayerShare,
+    RequestImage,
     SteeringResult,
     TextShare,
 )
+from cliplens.serve.attribution_api import AttributionApi
+from cliplens.serve.auth import TokenAuth
+from cliplens.serve.backends import takes_deadline
+from cliplens.serve.batching import (
+    QueueDepth,
+    configure_batching,
+    group_indices,
+    in_time,
+    raise_if_failed,
+    record_batch,
+)
+from cliplens.serve.catalog import Catalog
+from cliplens.serve.direct_port import DirectPortHost
+from cliplens.serve.encoder import image_pixels
+from cliplens.serve.labels import LatentLabeller
+from cliplens.serve.loading import load_models
+from cliplens.serve.request_checks import RequestImages
+from cliplens.serve.rpc_frame import current_deadline
 from cliplens.serve.sae_cache import multiplexed_sae_getter
 from cliplens.serve.settings import AppSettings
 from cliplens.serve.text_cache import TextEmbeddingCache
 from cliplens.store import open_store
+from cliplens.store.head_results import describe_heads_cached, rank_heads_cached
 
 
 @dataclass(frozen=True)
 class AttributionJob:
+    """One AttributeLatents request queued for a batch."""
+
     sae_id: str
     pixels: Tensor
     texts: tuple[str, ...]
     top_n: int
     patch_maps: bool
+    deadline: float | None
 
     @property
     def group(self) -> tuple[str, tuple[str, ...], bool]:
         return self.sae_id, self.texts, self.patch_maps
 
 
-@serve.deployment(
-    name="Attributor", max_ongoing_requests=16, ray_actor_options={"num_cpus": 1, "num_gpus": 0}
-)
+@serve.deployment(name="Attributor")
 class Attributor:
     async def __init__(self, settings: AppSettings) -> None:  # type: ignore[misc]  # Ray actors allow it
         self.settings = settings
         self.models = load_models(settings)
-        store = open_store(settings.store_uri)
+        self.store = store = open_store(settings.store_uri)
         self.catalog = Catalog(settings, store)
         device = next(iter(self.models.values())).device
         self.get_sae = multiplexed_sae_getter(settings, store, device)
@@ -80,51 +94,86 @@ class Attributor:
         configure_batching(self._attribute_batch, settings.attribution_batch)
         self.queue = QueueDepth("attribute_latents")
         if settings.attribution_port.port:
-            await self._serve_direct_port()
+            bucket = open_store(settings.image_store_uri) if settings.image_store_uri else None
+            api = AttributionApi(settings, self.catalog, RequestImages(settings.limits, bucket), self)
+            self.port = await DirectPortHost.start([api], TokenAuth(settings.auth), settings.attribution_port)
 
+    @takes_deadline
     async def attribute(
-        self, sae_id: str, image: LabelledImage, texts: list[str], top_n: int, patch_maps: bool
+        self, sae_id: str, image: RequestImage, texts: list[str], top_n: int, patch_maps: bool
     ) -> AttributionResult:
         clip = self._clip_of(sae_id)
         pixels = await self._pixels(clip, image)
+        job = AttributionJob(sae_id, pixels, tuple(texts), top_n, patch_maps, current_deadline())
         with self.queue.waiting_for_batch():
-            return await self._attribute_batch(
-                AttributionJob(sae_id, pixels, tuple(texts), top_n, patch_maps)
-            )
+            return raise_if_failed(await self._attribute_batch(job))
 
-    async def decompose(self, model_id: str, image: LabelledImage, text: str) -> DecompositionResult:
+    @takes_deadline
+    async def decompose(self, model_id: str, image: RequestImage, text: str) -> DecompositionResult:
         clip = self.models[model_id]
         pixels = await self._pixels(clip, image)
         return await asyncio.to_thread(lambda: _decompose(clip, pixels, self.texts.embed(clip, [text])[0]))
 
+    @takes_deadline
     async def steer(
-        self, sae_id: str, image: LabelledImage, edits: list[LatentEdit], class_names: list[str]
+        self, sae_id: str, image: RequestImage, edits: list[LatentEdit], class_names: list[str]
     ) -> SteeringResult:
         clip, sae = self._clip_of(sae_id), await self.get_sae(sae_id)
         pixels = await self._pixels(clip, image)
         return await asyncio.to_thread(_steer, clip, sae, pixels, edits, class_names)
 
+    @takes_deadline
     async def labels(self, sae_id: str, latents: list[int], n: int) -> list[list[Label]]:
         clip, sae = self._clip_of(sae_id), await self.get_sae(sae_id)
         return await asyncio.to_thread(self.labeller.labels, sae_id, clip, sae, latents, n)
 
+    @takes_deadline
     async def search(self, sae_id: str, text: str, top_n: int) -> list[LatentMatchResult]:
         clip, sae = self._clip_of(sae_id), await self.get_sae(sae_id)
         scores = await asyncio.to_thread(search_latents, clip, sae, text, top_n)
         labels = await self.labels(sae_id, [s.latent for s in scores], self.settings.labels_per_latent)
         return [LatentMatchResult(s.latent, s.score, lab) for s, lab in zip(scores, labels, strict=True)]
 
-    @serve.batch(max_batch_size=8, batch_wait_timeout_s=0.0)
-    async def _attribute_batch(self, jobs: list[AttributionJob]) -> list[AttributionResult]:
-        record_batch("attribute_latents", len(jobs), len(jobs))
-        results: list[AttributionResult | None] = [None] * len(jobs)
-        for (sae_id, _, _), indices in group_indices(jobs, lambda job: job.group).items():
+    @takes_deadline
+    async def describe_heads(
+        self, model_id: str, pool: list[str], per_head: int, layers: list[int]
+    ) -> CachedHeads[HeadDescriptions]:
+        """TextSpan over the shipped sample, from the store's cache or computed once and stored."""
+        return await asyncio.to_thread(
+            describe_heads_cached,
+            self.store,
+            self.models[model_id],
+            pool=pool or None,
+            per_head=per_head,
+            layers=layers or None,
+        )
+
+    @takes_deadline
+    async def rank_heads(
+        self, model_id: str, dataset: str, class_names: list[str], max_images: int
+    ) -> CachedHeads[HeadRanking]:
+        """Heads by accuracy drop under mean ablation on a labelled set in the store, cached likewise."""
+        return await asyncio.to_thread(
+            rank_heads_cached,
+            self.store,
+            self.models[model_id],
+            dataset=dataset or None,
+            class_names=class_names,
+            max_images=max_images,
+        )
+
+    @serve.batch
+    async def _attribute_batch(self, jobs: list[AttributionJob]) -> list[AttributionResult | Exception]:
+        results, live = in_time("attribute_latents", jobs, lambda job: job.deadline)
+        record_batch("attribute_latents", len(live), len(live))
+        groups = group_indices(live, lambda i: jobs[i].group)
+        for (sae_id, _, _), members in groups.items():
             sae = await self.get_sae(sae_id)
-            group = [jobs[i] for i in indices]
-            outcomes = await asyncio.to_thread(self._attribute_group, sae_id, sae, group)
+            indices = [live[m] for m in members]
+            outcomes = await asyncio.to_thread(self._attribute_group, sae_id, sae, [jobs[i] for i in indices])
             for i, outcome in zip(indices, outcomes, strict=True):
                 results[i] = outcome
-        return [result for result in results if result is not None]
+        return results
 
     def _attribute_group(self, sae_id: str, sae: Sae, jobs: list[AttributionJob]) -> list[AttributionResult]:
         """One group's attribution, with labels, in one worker thread."""
@@ -145,18 +194,10 @@ class Attributor:
 
         return [_result(attribution, maps, b, job, chosen[b], labels_of) for b, job in enumerate(jobs)]
 
-    async def _serve_direct_port(self) -> None:
-        bucket = open_store(self.settings.image_store_uri) if self.settings.image_store_uri else None
-        api = AttributionApi(
-            self.settings.limits, self.catalog, ImageSource(self.settings.limits, bucket), self
-        )
-        servicer = AttributionServicer(api, TokenAuth(self.settings.auth))
-        self.server = await start_direct_server(servicer, self.settings.attribution_port)
-
     def _clip_of(self, sae_id: str) -> LoadedClip:
         return self.models[self.catalog.sae(sae_id).cfg.model_id]
 
-    async def _pixels(self, clip: LoadedClip, image: LabelledImage) -> Tensor:
+    async def _pixels(self, clip: LoadedClip, image: RequestImage) -> Tensor:
         """The model's input for one image; decoding and normalisation both run in the pool."""
         max_pixels = self.settings.limits.max_image_pixels
         loop = asyncio.get_running_loop()
@@ -222,16 +263,10 @@ def _decompose(clip: LoadedClip, pixels: Tensor, text_embedding: Tensor) -> Deco
 def _steer(
     clip: LoadedClip, sae: Sae, pixels: Tensor, edits: list[LatentEdit], class_names: list[str]
 ) -> SteeringResult:
-    with torch.no_grad():
-        original = clip.model.encode_image(pixels).float()
-        steered = steer_images(clip, sae, pixels, edits).float()
-        before: list[float] = []
-        after: list[float] = []
-        if class_names:
-            classes = text_classifier(clip, class_names)
-            scale = float(clip.model.logit_scale.exp())
-            before, after = (
-                (scale * F.normalize(e, dim=-1) @ classes.T).softmax(-1)[0].cpu().tolist()
-                for e in (original, steered)
-            )
-    return SteeringResult(original[0].cpu().numpy(), steered[0].cpu().numpy(), before, after)
+    outcome = steer_and_classify(clip, sae, pixels, edits, class_names)
+    return SteeringResult(
+        outcome.original[0].cpu().numpy(),
+        outcome.steered[0].cpu().numpy(),
+        outcome.probabilities_before[0].tolist(),
+        outcome.probabilities_after[0].tolist(),
+    )

@@ -1,4 +1,10 @@
-"""Helpers shared by the batched deployments: grouping batch items and tracking queue depth."""
+"""Helpers shared by the batched deployments: grouping batch items, dropping those whose caller's
+deadline passed while they queued, and tracking queue depth.
+
+A ``@serve.batch`` method returns one result per item; an item that failed gets its exception as
+the result, which the waiting request raises (:func:`raise_if_failed`), so one expired or bad item
+never fails the others.
+"""
 
 from __future__ import annotations
 
@@ -7,10 +13,13 @@ from collections.abc import Callable, Hashable, Iterator, Sequence
 from typing import Any, TypeVar
 
 from cliplens.serve.metrics import metrics
+from cliplens.serve.rpc_frame import expired
 from cliplens.serve.settings import BatchSettings
+from cliplens.serve.status import DeadlineExceededError
 
 K = TypeVar("K", bound=Hashable)
 T = TypeVar("T")
+R = TypeVar("R")
 
 
 def group_indices(items: Sequence[T], key: Callable[[T], K]) -> dict[K, list[int]]:
@@ -39,6 +48,29 @@ class QueueDepth:
     def _change(self, delta: int) -> None:
         self.waiting += delta
         metrics().queue_depth.set(self.waiting, tags={"operation": self.operation})
+
+
+def in_time(
+    operation: str, items: Sequence[T], deadline: Callable[[T], float | None]
+) -> tuple[list[Any], list[int]]:
+    """One result slot per item, holding :class:`DeadlineExceededError` for items whose deadline
+    passed (counted in the expired-requests metric), and the indices of the others, to compute."""
+    out: list[Any] = [None] * len(items)
+    live = []
+    for index, item in enumerate(items):
+        if expired(deadline(item)):
+            out[index] = DeadlineExceededError(operation)
+        else:
+            live.append(index)
+    if len(live) < len(items):
+        metrics().expired_requests.inc(len(items) - len(live), tags={"operation": operation})
+    return out, live
+
+
+def raise_if_failed(result: R | BaseException) -> R:
+    if isinstance(result, BaseException):
+        raise result
+    return result
 
 
 def record_batch(operation: str, requests: int, items: int) -> None:

@@ -15,40 +15,45 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
 import numpy as np
-import numpy.typing as npt
 import torch
 from ray import serve
 from torch import Tensor
 
 from cliplens.core.models import LoadedClip
 from cliplens.core.sites import Site, encode_images
-from cliplens.serve.batching import QueueDepth, configure_batching, group_indices, record_batch
-from cliplens.serve.inputs import decode_rgb
+from cliplens.serve.actor_types import Floats, ModelFacts, RequestImage
+from cliplens.serve.backends import takes_deadline
+from cliplens.serve.batching import (
+    QueueDepth,
+    configure_batching,
+    group_indices,
+    in_time,
+    raise_if_failed,
+    record_batch,
+)
 from cliplens.serve.loading import load_models
+from cliplens.serve.request_checks import decode_rgb
+from cliplens.serve.rpc_frame import current_deadline
 from cliplens.serve.settings import AppSettings
 
-Embeddings = npt.NDArray[np.float32]
-LabelledImage = tuple[str, bytes]  # (request field, encoded bytes)
 Encode = Callable[[LoadedClip, Tensor], Tensor]
-BatchedCall = Callable[[tuple[str, Tensor]], Awaitable[Embeddings]]
-
-
-def batch_rows(items: list[tuple[str, Tensor]]) -> int:
-    """A model batch's size in rows (images or texts), whatever the number of requests."""
-    return sum(int(rows.shape[0]) for _, rows in items)
 
 
 @dataclass(frozen=True)
-class ModelFacts:
-    """What ListModels reports about a loaded model."""
+class BatchRows:
+    """One request's rows (pixels or tokens) queued for a model batch, with its caller's deadline."""
 
     model_id: str
-    arch: str
-    description: str
-    embed_dim: int
-    image_size: int
-    n_layers: int
-    patch_grid: int
+    rows: Tensor
+    deadline: float | None
+
+
+BatchedCall = Callable[[BatchRows], Awaitable[Floats | Exception]]
+
+
+def batch_rows(items: list[BatchRows]) -> int:
+    """A model batch's size in rows (images or texts), whatever the number of requests."""
+    return sum(int(item.rows.shape[0]) for item in items)
 
 
 def model_facts(clip: LoadedClip) -> ModelFacts:
@@ -66,16 +71,16 @@ def model_facts(clip: LoadedClip) -> ModelFacts:
     )
 
 
-def image_pixels(clip: LoadedClip, images: list[LabelledImage], max_pixels: int) -> Tensor:
+def image_pixels(clip: LoadedClip, images: list[RequestImage], max_pixels: int) -> Tensor:
     """Decoded images after the model's resize and crop: one uint8 CPU tensor ``(n, 3, size, size)``.
 
     Normalisation waits for the model's batch, where it runs once over all rows on the model's device.
     """
     steps = clip.pixel_steps
-    return torch.stack([steps.pixels(decode_rgb(field, data, max_pixels)) for field, data in images])
+    return torch.stack([steps.pixels(decode_rgb(image.field, image.data, max_pixels)) for image in images])
 
 
-@serve.deployment(name="Encoder", max_ongoing_requests=64, ray_actor_options={"num_cpus": 1, "num_gpus": 0})
+@serve.deployment(name="Encoder")
 class Encoder:
     def __init__(self, settings: AppSettings) -> None:
         self.settings = settings
@@ -85,53 +90,67 @@ class Encoder:
         configure_batching(self._text_batch, settings.encoder_batch)
         self.image_queue, self.text_queue = QueueDepth("embed_images"), QueueDepth("embed_texts")
 
-    def facts(self) -> list[ModelFacts]:
+    @takes_deadline
+    async def facts(self) -> list[ModelFacts]:
         return [model_facts(clip) for clip in self.models.values()]
 
-    async def embed_images(self, model_id: str, images: list[LabelledImage]) -> Embeddings:
-        """Embeddings ``(n, d_embed)`` of encoded images, not normalised."""
+    @takes_deadline
+    async def embed_images(self, model_id: str, images: list[RequestImage]) -> Floats:
+        """Floats ``(n, d_embed)`` of encoded images, not normalised."""
         pixels = await self._image_pixels(model_id, images)
         with self.image_queue.waiting_for_batch():
             return await self._in_batches(self._image_batch, model_id, pixels)
 
-    async def embed_texts(self, model_id: str, texts: list[str]) -> Embeddings:
-        """Embeddings ``(n, d_embed)`` of texts, not normalised (tokenised on the request path)."""
+    @takes_deadline
+    async def embed_texts(self, model_id: str, texts: list[str]) -> Floats:
+        """Floats ``(n, d_embed)`` of texts, not normalised (tokenised on the request path)."""
         tokens = self.models[model_id].tokenizer(texts)
         with self.text_queue.waiting_for_batch():
             return await self._in_batches(self._text_batch, model_id, tokens)
 
-    async def _in_batches(self, batched: BatchedCall, model_id: str, rows: Tensor) -> Embeddings:
+    async def _in_batches(self, batched: BatchedCall, model_id: str, rows: Tensor) -> Floats:
         """Queue ``rows`` in parts of at most one model batch; the parts join other requests' rows."""
         parts = torch.split(rows, self.settings.encoder_batch.max_batch_size)
-        results = await asyncio.gather(*(batched((model_id, part)) for part in parts))
-        return np.concatenate(results)
+        deadline = current_deadline()
+        results = await asyncio.gather(*(batched(BatchRows(model_id, part, deadline)) for part in parts))
+        return np.concatenate([raise_if_failed(result) for result in results])
 
-    async def site_activations(self, model_id: str, site: str, images: list[LabelledImage]) -> Embeddings:
+    @takes_deadline
+    async def site_activations(self, model_id: str, site: str, images: list[RequestImage]) -> Floats:
         """Activations of the images at ``site``: ``(n, width)`` or ``(n, patches, width)``."""
         pixels = await self._image_pixels(model_id, images)
         return await asyncio.to_thread(self._capture, self.models[model_id], Site.parse(site), pixels)
 
-    async def _image_pixels(self, model_id: str, images: list[LabelledImage]) -> Tensor:
+    async def _image_pixels(self, model_id: str, images: list[RequestImage]) -> Tensor:
         """:func:`image_pixels` in the preprocessing pool, off the event loop."""
         loop = asyncio.get_running_loop()
         max_pixels = self.settings.limits.max_image_pixels
         return await loop.run_in_executor(self.pool, image_pixels, self.models[model_id], images, max_pixels)
 
-    @serve.batch(max_batch_size=32, batch_wait_timeout_s=0.005, batch_size_fn=batch_rows)
-    async def _image_batch(self, items: list[tuple[str, Tensor]]) -> list[Embeddings]:
-        record_batch("embed_images", len(items), sum(int(pixels.shape[0]) for _, pixels in items))
-        return await asyncio.to_thread(self._run_batch, items, self._encode_images)
+    @serve.batch(batch_size_fn=batch_rows)
+    async def _image_batch(self, items: list[BatchRows]) -> list[Floats | Exception]:
+        return await self._run_batch("embed_images", items, self._encode_images)
 
-    @serve.batch(max_batch_size=32, batch_wait_timeout_s=0.005, batch_size_fn=batch_rows)
-    async def _text_batch(self, items: list[tuple[str, Tensor]]) -> list[Embeddings]:
-        record_batch("embed_texts", len(items), sum(int(tokens.shape[0]) for _, tokens in items))
-        return await asyncio.to_thread(self._run_batch, items, self._encode_texts)
+    @serve.batch(batch_size_fn=batch_rows)
+    async def _text_batch(self, items: list[BatchRows]) -> list[Floats | Exception]:
+        return await self._run_batch("embed_texts", items, self._encode_texts)
 
-    def _run_batch(self, items: list[tuple[str, Tensor]], encode: Encode) -> list[Embeddings]:
-        """Run each model once over its requests' rows and split the result back per request."""
-        out: list[Embeddings] = [np.empty(0, np.float32)] * len(items)
-        for model_id, indices in group_indices(items, lambda item: item[0]).items():
-            parts = [items[i][1] for i in indices]
+    async def _run_batch(
+        self, operation: str, items: list[BatchRows], encode: Encode
+    ) -> list[Floats | Exception]:
+        """Run each model once over its in-time requests' rows and split the result back per request;
+        requests whose deadline passed while queued get the error instead."""
+        out, live = in_time(operation, items, lambda item: item.deadline)
+        record_batch(operation, len(live), sum(int(items[i].rows.shape[0]) for i in live))
+        computed = await asyncio.to_thread(self._encode_groups, [items[i] for i in live], encode)
+        for i, rows in zip(live, computed, strict=True):
+            out[i] = rows
+        return out
+
+    def _encode_groups(self, items: list[BatchRows], encode: Encode) -> list[Floats]:
+        out: list[Floats] = [np.empty(0, np.float32)] * len(items)
+        for model_id, indices in group_indices(items, lambda item: item.model_id).items():
+            parts = [items[i].rows for i in indices]
             embeddings = encode(self.models[model_id], torch.cat(parts)).float().cpu().numpy()
             splits = np.split(embeddings, np.cumsum([part.shape[0] for part in parts])[:-1])
             for i, rows in zip(indices, splits, strict=True):
@@ -150,7 +169,7 @@ class Encoder:
 
     @staticmethod
     @torch.no_grad()
-    def _capture(clip: LoadedClip, site: Site, pixels: Tensor) -> Embeddings:
+    def _capture(clip: LoadedClip, site: Site, pixels: Tensor) -> Floats:
         site.check(clip.model.visual)
         captured = encode_images(clip.model, clip.normalise_pixels(pixels), sites=[site])[site]
         return captured.float().cpu().numpy()

@@ -1,8 +1,8 @@
 """FeatureGateway: FeatureService on its own gRPC port, answered in the replica without Serve's proxy.
 
 A TopActivations lookup is one Redis round trip; through the Serve gRPC proxy it pays two actor hops
-as well. The gateway replica serves the same FeatureService on ``feature_port`` (see
-:mod:`cliplens.serve.direct_port`); the ingress's port 9000 keeps serving it too.
+as well. The gateway replica serves the same FeatureApi on ``feature_port``
+(:class:`cliplens.serve.direct_port.DirectPortHost`); the ingress's port 9000 keeps serving it too.
 """
 
 from __future__ import annotations
@@ -11,18 +11,20 @@ from ray import serve
 from ray.serve.handle import DeploymentHandle
 
 from cliplens.serve.auth import TokenAuth
+from cliplens.serve.backends import AttributionBackend, remote
 from cliplens.serve.catalog import Catalog
-from cliplens.serve.direct_port import FeatureServicer, start_direct_server
+from cliplens.serve.direct_port import DirectPortHost
 from cliplens.serve.feature_api import FeatureApi
+from cliplens.serve.features import FeatureIndex
 from cliplens.serve.settings import AppSettings
 from cliplens.store import open_store
 
 
-@serve.deployment(name="FeatureGateway", max_ongoing_requests=4, ray_actor_options={"num_cpus": 0.5})
+@serve.deployment(name="FeatureGateway")
 class FeatureGateway:
     async def __init__(self, settings: AppSettings, attributor: DeploymentHandle) -> None:  # type: ignore[misc]  # Ray actors allow it
         store = open_store(settings.store_uri)
-        servicer = FeatureServicer(
-            FeatureApi(settings, Catalog(settings, store), store, attributor), TokenAuth(settings.auth)
-        )
-        self.server = await start_direct_server(servicer, settings.feature_port)
+        features = FeatureIndex(store, settings.redis_url, settings.redis_timeout_s)
+        attributors: AttributionBackend = remote(attributor, ("labels", "search"))
+        api = FeatureApi(settings, Catalog(settings, store), features, attributors)
+        self.port = await DirectPortHost.start([api], TokenAuth(settings.auth), settings.feature_port)

@@ -14,7 +14,7 @@ from cliplens.core.attribution import logit_lens
 from cliplens.core.models import LoadedClip
 from cliplens.core.naming import Vocabulary, decoder_alignment, embed_vocabulary, load_vocabulary
 from cliplens.core.sae import Sae
-from cliplens.serve.results import Label
+from cliplens.serve.actor_types import Label
 
 MAX_LABELS = 10
 

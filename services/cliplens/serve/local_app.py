@@ -38,14 +38,11 @@ class ServePorts:
 
 
 def local_options(gpus: float) -> dict[str, dict[str, Any]]:
-    """One replica of each deployment with :data:`LOCAL_CPUS`; with GPUs, the CLIP deployments
-    share them (half a GPU each when there is one)."""
+    """Overrides of the deployment defaults for one machine: :data:`LOCAL_CPUS`; with GPUs, the CLIP
+    deployments share them (half a GPU each when there is one)."""
     share = min(1.0, gpus / len(GPU_DEPLOYMENTS)) or 0
     return {
-        name: {
-            "num_replicas": 1,
-            "ray_actor_options": {"num_cpus": cpus, "num_gpus": share if name in GPU_DEPLOYMENTS else 0},
-        }
+        name: {"ray_actor_options": {"num_cpus": cpus, "num_gpus": share if name in GPU_DEPLOYMENTS else 0}}
         for name, cpus in LOCAL_CPUS.items()
     }
 

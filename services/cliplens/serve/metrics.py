@@ -43,6 +43,7 @@ class Metrics:
     batch_requests: Histogram
     batch_items: Histogram
     queue_depth: Gauge
+    expired_requests: Counter
     cache_lookups: Counter
     cache_refills: Counter
     load_seconds: Histogram
@@ -73,6 +74,11 @@ def metrics() -> Metrics:
         queue_depth=Gauge(
             "cliplens_queue_depth",
             description="Requests in a replica waiting for their batch to run, by operation.",
+            tag_keys=("operation",),
+        ),
+        expired_requests=Counter(
+            "cliplens_expired_requests_total",
+            description="Requests dropped from a batch, not computed, because their caller's deadline had passed, by operation.",
             tag_keys=("operation",),
         ),
         cache_lookups=Counter(

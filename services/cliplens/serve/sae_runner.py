@@ -2,36 +2,18 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-
 import numpy as np
-import numpy.typing as npt
 import torch
 from ray import serve
 from torch import Tensor
 
 from cliplens.core.models import resolve_device
 from cliplens.core.sae import Sae
+from cliplens.serve.actor_types import Floats, Reconstructed, SparseRows
+from cliplens.serve.backends import takes_deadline
 from cliplens.serve.sae_cache import multiplexed_sae_getter
 from cliplens.serve.settings import AppSettings
 from cliplens.store import open_store
-
-Rows = npt.NDArray[np.float32]
-
-
-@dataclass(frozen=True)
-class SparseRows:
-    """Per row: latent indices (strictly increasing) and their activations."""
-
-    d_sae: int
-    indices: list[npt.NDArray[np.uint32]]
-    values: list[npt.NDArray[np.float32]]
-
-
-@dataclass(frozen=True)
-class Reconstructed:
-    reconstruction: Rows
-    latents: SparseRows | None
 
 
 def sparse_rows(z: Tensor, max_active: int = 0) -> SparseRows:
@@ -48,28 +30,31 @@ def sparse_rows(z: Tensor, max_active: int = 0) -> SparseRows:
     return SparseRows(int(z.shape[-1]), indices_out, values_out)
 
 
-@serve.deployment(name="SaeRunner", max_ongoing_requests=16, ray_actor_options={"num_cpus": 1, "num_gpus": 0})
+@serve.deployment(name="SaeRunner")
 class SaeRunner:
     def __init__(self, settings: AppSettings) -> None:
         self.device = resolve_device(settings.device)
         self.get_sae = multiplexed_sae_getter(settings, open_store(settings.store_uri), self.device)
 
-    async def encode(self, sae_id: str, rows: Rows, max_active: int) -> SparseRows:
+    @takes_deadline
+    async def encode(self, sae_id: str, rows: Floats, max_active: int) -> SparseRows:
         sae = await self.get_sae(sae_id)
         return sparse_rows(self._encode(sae, rows), max_active)
 
-    async def decode(self, sae_id: str, dense: Rows) -> Rows:
+    @takes_deadline
+    async def decode(self, sae_id: str, dense: Floats) -> Floats:
         sae = await self.get_sae(sae_id)
         with torch.no_grad():
             return sae.decode(torch.from_numpy(dense).to(self.device)).float().cpu().numpy()
 
-    async def reconstruct(self, sae_id: str, rows: Rows, include_latents: bool) -> Reconstructed:
+    @takes_deadline
+    async def reconstruct(self, sae_id: str, rows: Floats, include_latents: bool) -> Reconstructed:
         sae = await self.get_sae(sae_id)
         z = self._encode(sae, rows)
         with torch.no_grad():
             x_hat = sae.decode(z).float().cpu().numpy()
         return Reconstructed(x_hat, sparse_rows(z) if include_latents else None)
 
-    def _encode(self, sae: Sae, rows: Rows) -> Tensor:
+    def _encode(self, sae: Sae, rows: Floats) -> Tensor:
         with torch.no_grad():
             return sae.encode(torch.from_numpy(rows).to(self.device))

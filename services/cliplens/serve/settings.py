@@ -98,8 +98,14 @@ class AppSettings(_Strict):
     feature_port: DirectPortSettings = DirectPortSettings()
     # AttributionService from each Attributor replica: no proxy or actor hop (0: none).
     attribution_port: DirectPortSettings = DirectPortSettings()
+    # TopActivations' k, and AttributeLatents' and SearchLatents' top_n, when a request says 0.
     top_k_default: int = Field(default=16, gt=0)
+    top_n_default: int = Field(default=10, gt=0)
+    # Labels of each latent in AttributeLatents and SearchLatents answers, and in LatentInfo.
     labels_per_latent: int = Field(default=3, ge=0)
+    labels_in_latent_info: int = Field(default=10, ge=0)
+    # Redis reads wait this long before the store answers instead.
+    redis_timeout_s: float = Field(default=0.5, gt=0)
     # Text embeddings kept per Attributor replica (least recently used evicted; 0: none kept).
     text_cache_size: int = Field(default=4096, ge=0)
     # Threads per Encoder / Attributor replica that decode, resize and crop images. They share the

@@ -23,6 +23,13 @@ class RpcStatusError(Exception):
         self.message = message
 
 
+class DeadlineExceededError(RpcStatusError):
+    """The caller's deadline passed before its work ran; the work was dropped, not computed."""
+
+    def __init__(self, what: str) -> None:
+        super().__init__(grpc.StatusCode.DEADLINE_EXCEEDED, f"deadline exceeded before {what} ran")
+
+
 def status_of(exc: BaseException) -> tuple[grpc.StatusCode, str]:
     """The status code and message a client sees for ``exc`` (raised here or in another replica)."""
     cause = exc

@@ -10,16 +10,17 @@ import numpy.typing as npt
 from PIL import Image
 
 from cliplens.core.errors import InvalidInputError, NotFoundError
+from cliplens.serve.actor_types import RequestImage
 from cliplens.serve.settings import Limits
 from cliplens.store import ObjectStore, Skipped, decode_image
 from cliplens_client.arrays import unpack_array
 from cliplens_client.errors import MalformedResponseError
-from cliplens_client.v1 import common_pb2
+from cliplens_client.v1 import common_pb2, sae_pb2
 
 _MAGIC = {b"\xff\xd8\xff": "JPEG", b"\x89PNG\r\n\x1a\n": "PNG"}
 
 
-class ImageSource:
+class RequestImages:
     """Turns ``Image`` messages into encoded bytes: inline data or a key in the image bucket."""
 
     def __init__(self, limits: Limits, bucket: ObjectStore | None) -> None:
@@ -38,20 +39,31 @@ class ImageSource:
         check_image_bytes(field, data, self.limits)
         return data
 
-    async def fetch(self, field: str, image: common_pb2.Image) -> tuple[str, bytes]:
-        """``(field, bytes)`` of ``image``, reading bucket keys off the event loop."""
+    async def fetch(self, field: str, image: common_pb2.Image) -> RequestImage:
+        """The bytes of ``image`` with its field, reading bucket keys off the event loop."""
         if image.WhichOneof("source") == "object_key":
-            return field, await asyncio.to_thread(self.read, field, image)
-        return field, self.read(field, image)
+            return RequestImage(field, await asyncio.to_thread(self.read, field, image))
+        return RequestImage(field, self.read(field, image))
+
+    async def fetch_all(self, field: str, images: Sequence[common_pb2.Image]) -> list[RequestImage]:
+        """Every image of a repeated field (``max_images`` at most)."""
+        check_count(field, len(images), self.limits.max_images)
+        return [await self.fetch(f"{field}[{i}]", image) for i, image in enumerate(images)]
 
     def _read_key(self, field: str, key: str) -> bytes:
         if self.bucket is None:
             raise InvalidInputError(f"{field}.object_key: this server has no image bucket configured")
-        if not key or "://" in key or key.startswith("/") or ".." in key.split("/"):
-            raise InvalidInputError(f"{field}.object_key: {key!r} is not a key (no scheme, no leading '/')")
+        check_key(f"{field}.object_key", key)
         if not self.bucket.exists(key):
             raise NotFoundError(f"{field}.object_key: no image '{key}' in the image bucket")
         return self.bucket.get_bytes(key)
+
+
+def check_key(field: str, key: str) -> str:
+    """A relative key of an object store: no scheme, no leading '/', no '..'."""
+    if not key or "://" in key or key.startswith("/") or ".." in key.split("/"):
+        raise InvalidInputError(f"{field}: {key!r} is not a key (no scheme, no leading '/')")
+    return key
 
 
 def check_image_bytes(field: str, data: bytes, limits: Limits) -> None:
@@ -121,3 +133,30 @@ def float_array(
     if not np.isfinite(array).all():
         raise InvalidInputError(f"{field}: values must be finite")
     return array
+
+
+def dense_latents(request: sae_pb2.DecodeRequest, d_sae: int, max_rows: int) -> npt.NDArray[np.float32]:
+    """A DecodeRequest's latents as a dense ``(n, d_sae)`` array, from its dense or sparse form."""
+    kind = request.WhichOneof("latents")
+    if kind == "dense":
+        dense = float_array("dense", request.dense, max_rows, d_sae)
+        if dense.ndim != 2:
+            raise InvalidInputError(f"dense: shape {dense.shape} must be (n, {d_sae})")
+        return dense
+    if kind != "sparse":
+        raise InvalidInputError("latents: set either dense or sparse")
+    sparse = request.sparse
+    if sparse.d_sae != d_sae:
+        raise InvalidInputError(f"sparse.d_sae: {sparse.d_sae} differs from the SAE's {d_sae} latents")
+    check_count("sparse.rows", len(sparse.rows), max_rows)
+    dense = np.zeros((len(sparse.rows), d_sae), np.float32)
+    for i, row in enumerate(sparse.rows):
+        indices = np.asarray(row.indices, dtype=np.int64)
+        if len(row.values) != indices.size:
+            raise InvalidInputError(f"sparse.rows[{i}]: {indices.size} indices but {len(row.values)} values")
+        if indices.size and (indices[-1] >= d_sae or np.any(np.diff(indices) <= 0)):
+            raise InvalidInputError(f"sparse.rows[{i}].indices: must increase strictly and be < {d_sae}")
+        dense[i, indices] = row.values
+    if not np.isfinite(dense).all():
+        raise InvalidInputError("sparse: values must be finite")
+    return dense

@@ -1,4 +1,4 @@
-"""Building response messages from deployment results."""
+"""Building response messages from the results of deployments and lookups."""
 
 from __future__ import annotations
 
@@ -6,13 +6,23 @@ from collections.abc import Sequence
 
 import numpy as np
 
+from cliplens.serve.actor_types import (
+    AttributionResult,
+    CachedHeads,
+    DecompositionResult,
+    Floats,
+    HeadDescriptions,
+    HeadRanking,
+    Label,
+    LatentMatchResult,
+    ModelFacts,
+    SparseRows,
+    SteeringResult,
+)
 from cliplens.serve.catalog import ServedSae
-from cliplens.serve.encoder import ModelFacts
-from cliplens.serve.results import AttributionResult, DecompositionResult, Floats, Label, SteeringResult
-from cliplens.serve.sae_runner import SparseRows
 from cliplens.store import LatentStats, TopKEntry
 from cliplens_client.arrays import FloatDType, pack_array
-from cliplens_client.v1 import attribution_pb2, common_pb2, features_pb2, models_pb2
+from cliplens_client.v1 import attribution_pb2, common_pb2, features_pb2, models_pb2, sae_pb2
 
 WIRE_DTYPES: dict[int, FloatDType] = {
     common_pb2.DTYPE_UNSPECIFIED: "float32",
@@ -115,6 +125,33 @@ def top_activations(
     )
 
 
+def latent_info(
+    sae_id: str, latent: int, labels_: Sequence[Label], stats: LatentStats, from_redis: bool
+) -> features_pb2.LatentInfoResponse:
+    return features_pb2.LatentInfoResponse(
+        sae_id=sae_id,
+        latent=latent,
+        labels=labels(labels_),
+        alignment=labels_[0][1] if labels_ else 0.0,
+        firing_rate=stats.fires / stats.rows if stats.rows else 0.0,
+        histogram=histogram(stats),
+        source=source(from_redis),
+        degraded=not from_redis,
+        label_counts=stats.label_counts,
+    )
+
+
+def search_latents(sae_id: str, matches: Sequence[LatentMatchResult]) -> features_pb2.SearchLatentsResponse:
+    return features_pb2.SearchLatentsResponse(
+        sae_id=sae_id,
+        matches=[
+            features_pb2.LatentMatch(latent=m.latent, alignment=m.alignment, labels=labels(m.labels))
+            for m in matches
+        ],
+        source=features_pb2.FEATURE_SOURCE_STORE,
+    )
+
+
 def histogram(stats: LatentStats) -> features_pb2.Histogram:
     return features_pb2.Histogram(bin_edges=stats.histogram_edges, counts=stats.histogram_counts)
 
@@ -143,4 +180,55 @@ def sae_info(served: ServedSae) -> models_pb2.SaeInfo:
         dataset_id=cfg.dataset_id,
         metrics=served.record.metrics,
         has_feature_index=served.has_feature_index,
+    )
+
+
+def reconstruction_error(x: Floats, x_hat: Floats) -> sae_pb2.ReconstructionError:
+    x64, err = x.astype(np.float64), (x - x_hat).astype(np.float64)
+    row_sse, row_ss = (err**2).sum(-1), (x64**2).sum(-1)
+    sst = ((x64 - x64.mean(0)) ** 2).sum()
+    return sae_pb2.ReconstructionError(
+        mse=float((err**2).mean()),
+        nmse=float(row_sse.sum() / max(row_ss.sum(), 1e-30)),
+        explained_variance=float(1 - row_sse.sum() / sst) if x.shape[0] > 1 and sst > 0 else float("nan"),
+        row_nmse=(row_sse / np.maximum(row_ss, 1e-30)).tolist(),
+    )
+
+
+def head_descriptions(answer: CachedHeads[HeadDescriptions]) -> attribution_pb2.DescribeHeadsResponse:
+    result = answer.result
+    return attribution_pb2.DescribeHeadsResponse(
+        model_id=result.model_id,
+        n_images=result.n_images,
+        heads=[
+            attribution_pb2.HeadDescription(
+                layer=head.layer,
+                head=head.head,
+                descriptions=[
+                    attribution_pb2.HeadText(text=pick.text, variance_explained=pick.variance_explained)
+                    for pick in head.descriptions
+                ],
+                variance_explained=head.variance_explained,
+                variance=head.variance,
+            )
+            for head in result.heads
+        ],
+        cached=answer.cached,
+    )
+
+
+def head_ranking(answer: CachedHeads[HeadRanking], top_n: int) -> attribution_pb2.RankHeadsResponse:
+    result = answer.result
+    return attribution_pb2.RankHeadsResponse(
+        model_id=result.model_id,
+        n_images=result.n_images,
+        accuracy=result.accuracy,
+        heads=[
+            attribution_pb2.RankedHead(
+                layer=head.layer, head=head.head, accuracy=head.accuracy, accuracy_drop=head.accuracy_drop
+            )
+            for head in result.top(top_n)
+        ],
+        cached=answer.cached,
+        class_names=result.class_names,
     )
