@@ -1,4 +1,4 @@
-"""A gRPC server answering every cliplens rpc with a fixed response and recording the requests."""
+"""A gRPC server answering every cliplens rpc with a fixed response and recording requests and metadata."""
 
 from __future__ import annotations
 
@@ -73,6 +73,34 @@ CANNED: dict[str, Message] = {
         steered_embedding=pack_array(np.ones(3)),
         classes=[attribution_pb2.ClassProbability(class_name="cat", before=0.25, after=0.75)],
     ),
+    "DescribeHeads": attribution_pb2.DescribeHeadsResponse(
+        model_id="demo",
+        n_images=2000,
+        cached=True,
+        heads=[
+            attribution_pb2.HeadDescription(
+                layer=3,
+                head=0,
+                descriptions=[
+                    attribution_pb2.HeadText(text="a photo of a cat", variance_explained=0.25),
+                    attribution_pb2.HeadText(text="stripes", variance_explained=0.125),
+                ],
+                variance_explained=0.375,
+                variance=2.5,
+            ),
+            attribution_pb2.HeadDescription(layer=3, head=1),  # no variance left to explain
+        ],
+    ),
+    "RankHeads": attribution_pb2.RankHeadsResponse(
+        model_id="demo",
+        n_images=500,
+        accuracy=0.875,
+        class_names=["cat", "dog"],
+        heads=[
+            attribution_pb2.RankedHead(layer=3, head=1, accuracy=0.75, accuracy_drop=0.125),
+            attribution_pb2.RankedHead(layer=0, head=2, accuracy=0.90625, accuracy_drop=-0.03125),
+        ],
+    ),
     "TopActivations": features_pb2.TopActivationsResponse(
         sae_id="demo-topk",
         latent=7,
@@ -106,11 +134,14 @@ CANNED: dict[str, Message] = {
 
 @dataclass
 class CannedServer:
+    """``requests`` and ``metadata`` map an rpc's name to its last request and that call's metadata."""
+
     address: str
     requests: dict[str, Message] = field(default_factory=dict)
+    metadata: dict[str, dict[str, str]] = field(default_factory=dict)
 
 
-def _handlers(requests: dict[str, Message]) -> list[grpc.GenericRpcHandler]:
+def _handlers(canned: CannedServer) -> list[grpc.GenericRpcHandler]:
     handlers = []
     for module in SERVICE_MODULES:
         for service in module.DESCRIPTOR.services_by_name.values():
@@ -118,7 +149,8 @@ def _handlers(requests: dict[str, Message]) -> list[grpc.GenericRpcHandler]:
             for method in service.methods:
 
                 def answer(request: Message, context: Any, name: str = method.name) -> Message:
-                    requests[name] = request
+                    canned.requests[name] = request
+                    canned.metadata[name] = {item.key: item.value for item in context.invocation_metadata()}
                     return CANNED[name]
 
                 methods[method.name] = grpc.unary_unary_rpc_method_handler(
@@ -132,9 +164,9 @@ def _handlers(requests: dict[str, Message]) -> list[grpc.GenericRpcHandler]:
 
 @contextmanager
 def serve_canned() -> Iterator[CannedServer]:
-    """Serve every rpc on a free loopback port; ``requests`` maps rpc name to the last request."""
+    """Serve every rpc on a free loopback port, recording what each received last."""
     canned = CannedServer(address="")
-    server = grpc.server(futures.ThreadPoolExecutor(max_workers=2), handlers=_handlers(canned.requests))
+    server = grpc.server(futures.ThreadPoolExecutor(max_workers=2), handlers=_handlers(canned))
     canned.address = f"127.0.0.1:{server.add_insecure_port('127.0.0.1:0')}"
     server.start()
     try:

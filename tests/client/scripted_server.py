@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import socket
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from concurrent import futures
 from contextlib import contextmanager
 from typing import Any
@@ -25,11 +25,14 @@ class ScriptedModelService(models_pb2_grpc.ModelServiceServicer):
     """Fails with the queued status codes first, then answers; records every call's metadata.
 
     With ``hang`` set, a call waits until the client gives up on it (its deadline passes).
+    ``on_call``, when set, runs as each call arrives, before the call is answered (e.g. to move a
+    test's fake clock between a client's attempts).
     """
 
     def __init__(self) -> None:
         self.failures: list[grpc.StatusCode] = []
         self.hang = False
+        self.on_call: Callable[[], None] | None = None
         self.metadata: list[dict[str, str]] = []
         self._arrived = threading.Condition()
 
@@ -48,6 +51,8 @@ class ScriptedModelService(models_pb2_grpc.ModelServiceServicer):
             self.metadata.append({item.key: item.value for item in context.invocation_metadata()})
             failure = self.failures.pop(0) if self.failures else None
             self._arrived.notify_all()
+        if self.on_call is not None:
+            self.on_call()
         if failure is not None:
             context.abort(failure, f"scripted {failure.name}")
         if self.hang:

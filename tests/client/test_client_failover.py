@@ -29,6 +29,7 @@ from cliplens_client import (
     RetryPolicy,
     UnavailableError,
 )
+from cliplens_client.connection import TIMEOUT_METADATA
 
 UNAVAILABLE = grpc.StatusCode.UNAVAILABLE
 COOLDOWN = 5.0
@@ -255,6 +256,28 @@ def test_every_target_gets_the_token_and_the_routing_metadata(kind: str) -> None
             metadata = server.service.metadata[0]
             assert metadata["authorization"] == "Bearer s3cret-token"
             assert metadata["application"] == "cliplens"
+
+
+@KINDS
+@pytest.mark.parametrize("again", ["failover", "retry"])
+def test_each_attempt_sends_what_is_left_of_the_deadline(kind: str, again: str) -> None:
+    """The deadline runs on the fake clock, which only the first attempt's arrival moves."""
+    clock = FakeClock()
+
+    def first_attempt_takes_1_5_s() -> None:
+        clock.now += 1.5
+
+    with two_servers() as (a, b):
+        a.service.failures = [UNAVAILABLE]
+        a.service.on_call = first_attempt_takes_1_5_s
+        targets, retry = (
+            ([a.address, b.address], NO_RETRIES) if again == "failover" else ([a.address], FAST_RETRIES)
+        )
+        policy = FailoverPolicy(cooldown=COOLDOWN, clock=clock)
+        with caller(kind, targets, failover=policy, retry=retry, timeout=10.0) as client:
+            assert answered(client.list_models())
+        calls = a.service.metadata + b.service.metadata
+    assert [int(metadata[TIMEOUT_METADATA]) for metadata in calls] == [10_000, 8_500]
 
 
 def test_one_address_keeps_its_error_and_channel_as_before() -> None:

@@ -18,6 +18,7 @@ from cliplens_client import (
     RetryPolicy,
     UnavailableError,
 )
+from cliplens_client.connection import TIMEOUT_METADATA, call_metadata
 
 FAST_RETRIES = RetryPolicy(max_attempts=3, initial_backoff=0.01, max_backoff=0.05)
 
@@ -84,6 +85,24 @@ def test_token_and_application_reach_the_server(kind: str) -> None:
         metadata = server.service.metadata[0]
         assert metadata["authorization"] == "Bearer s3cret-token"
         assert metadata["application"] == "cliplens-staging"
+
+
+@pytest.mark.parametrize(
+    ("remaining", "sent"), [(30.0, "30000"), (1.2349, "1234"), (0.0009, "0"), (0.0, "0"), (-0.5, "0")]
+)
+def test_time_left_is_sent_in_whole_milliseconds_rounded_down(remaining: float, sent: str) -> None:
+    routing = (("application", "cliplens"),)
+    assert call_metadata(routing, remaining) == (*routing, (TIMEOUT_METADATA, sent))
+
+
+@KINDS
+def test_retries_and_the_deadline_header_reach_the_server(kind: str) -> None:
+    with serve_scripted() as server:
+        server.service.failures = [grpc.StatusCode.UNAVAILABLE]
+        list_models(kind, server.address, timeout=5)
+        sent = [int(metadata[TIMEOUT_METADATA]) for metadata in server.service.metadata]
+    assert len(sent) == 2 and all(0 < ms <= 5_000 for ms in sent)
+    assert sent[1] <= sent[0]  # the retry sends what is left, after its backoff
 
 
 def test_defaults_route_to_cliplens_without_authorization() -> None:

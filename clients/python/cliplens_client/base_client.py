@@ -57,7 +57,9 @@ class BaseClient:
         )
 
     def _attempts(self, rpc: str, timeout: float | None) -> CallAttempts:
-        deadline = Deadline(self.settings.timeout if timeout is None else timeout)
+        deadline = Deadline(
+            self.settings.timeout if timeout is None else timeout, self.settings.failover.clock
+        )
         return CallAttempts(rpc, self._targets, self.settings.retry, deadline, self.settings.metadata)
 
     def __repr__(self) -> str:

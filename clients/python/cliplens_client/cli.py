@@ -17,8 +17,10 @@ from cliplens_client.client import Client
 from cliplens_client.connection import DEFAULT_ADDRESS, DEFAULT_APP, DEFAULT_TIMEOUT_S
 from cliplens_client.errors import CliplensClientError, InvalidRequestError
 from cliplens_client.inputs import ImageInput, ObjectKey
-from cliplens_client.results import LatentLabel
+from cliplens_client.results import HeadText, LatentLabel
 from cliplens_client.tables import format_table
+
+HEADS_TIMEOUT_S = 600.0  # default deadline of `heads describe|rank`: a server-side cache miss takes minutes
 
 
 def _images(args: argparse.Namespace) -> list[ImageInput]:
@@ -38,6 +40,18 @@ def _top_head(heads: np.ndarray) -> tuple[int | None, float | None]:
         return None, None
     top = int(np.argmax(np.abs(heads)))
     return top, float(heads[top])
+
+
+def _descriptions(descriptions: Sequence[HeadText]) -> str:
+    return "; ".join(f"{d.text} ({d.variance_explained:.2f})" for d in descriptions) or "-"
+
+
+def _cached_line(cached: bool) -> str:
+    return "cached: " + ("read from the store" if cached else "no, computed by this call and stored")
+
+
+def _heads_timeout(args: argparse.Namespace) -> float:
+    return HEADS_TIMEOUT_S if args.timeout is None else float(args.timeout)
 
 
 def _source_line(source: str, degraded: bool) -> str:
@@ -109,6 +123,42 @@ def search(client: Client, args: argparse.Namespace) -> str:
     return title + "\n" + format_table(["rank", "latent", "alignment", "labels"], rows)
 
 
+def describe_heads(client: Client, args: argparse.Namespace) -> str:
+    result = client.describe_heads(
+        args.model,
+        pool=args.pool or (),
+        per_head=args.per_head,
+        layers=args.layer or (),
+        timeout=_heads_timeout(args),
+    )
+    rows = [
+        (h.layer, h.head, h.variance, h.variance_explained, _descriptions(h.descriptions))
+        for h in result.heads
+    ]
+    title = (
+        f"model {result.model_id}: {len(result.heads)} heads over {result.n_images} images; "
+        + _cached_line(result.cached)
+    )
+    return title + "\n" + format_table(["layer", "head", "variance", "explained", "descriptions"], rows)
+
+
+def rank_heads(client: Client, args: argparse.Namespace) -> str:
+    result = client.rank_heads(
+        args.model,
+        dataset=args.dataset,
+        class_names=args.class_name or (),
+        max_images=args.max_images,
+        top_n=args.top,
+        timeout=_heads_timeout(args),
+    )
+    rows = [(rank, h.layer, h.head, h.accuracy, h.accuracy_drop) for rank, h in enumerate(result.heads, 1)]
+    title = (
+        f"model {result.model_id}: zero-shot accuracy {result.accuracy:.4f} on {result.n_images} images, "
+        f"{len(result.class_names)} classes; {_cached_line(result.cached)}"
+    )
+    return title + "\n" + format_table(["rank", "layer", "head", "accuracy", "accuracy drop"], rows)
+
+
 def models(client: Client, args: argparse.Namespace) -> str:
     model_rows = [(m.id, m.arch, m.embed_dim, m.image_size, m.n_layers) for m in client.list_models()]
     sae_rows = [(s.id, s.model_id, s.site, s.arch, s.d_in, s.d_sae) for s in client.list_saes(args.model)]
@@ -138,7 +188,11 @@ def build_parser() -> argparse.ArgumentParser:
         "--token", default=env.get("CLIPLENS_TOKEN"), help="bearer token (or $CLIPLENS_TOKEN)"
     )
     parser.add_argument("--app", default=env.get("CLIPLENS_APP", DEFAULT_APP), help="Ray Serve application")
-    parser.add_argument("--timeout", type=float, default=DEFAULT_TIMEOUT_S, help="deadline per call, seconds")
+    parser.add_argument(
+        "--timeout",
+        type=float,
+        help=f"deadline per call, seconds (default {DEFAULT_TIMEOUT_S:g}; {HEADS_TIMEOUT_S:g} for heads)",
+    )
     parser.add_argument("--tls", action="store_true", help="use TLS with the system's root certificates")
     parser.add_argument("--root-certs", type=Path, help="PEM file of root certificates (implies --tls)")
     commands = parser.add_subparsers(dest="command", required=True)
@@ -176,6 +230,26 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--top", type=int, default=10, help="number of latents")
     p.set_defaults(run=search)
 
+    heads = commands.add_parser("heads", help="describe or rank the image encoder's attention heads")
+    head_commands = heads.add_subparsers(dest="heads_command", required=True)
+    p = head_commands.add_parser("describe", help="TextSpan descriptions of each head (slow on a cache miss)")
+    p.add_argument("--model", required=True, help="model id")
+    p.add_argument(
+        "--pool", action="append", help="candidate description (repeatable; default: shipped pool)"
+    )
+    p.add_argument("--per-head", type=int, default=0, help="descriptions per head (default 5)")
+    p.add_argument("--layer", type=int, action="append", help="layer to describe (repeatable; default: all)")
+    p.set_defaults(run=describe_heads)
+    p = head_commands.add_parser(
+        "rank", help="heads by the accuracy lost when ablated (slow on a cache miss)"
+    )
+    p.add_argument("--model", required=True, help="model id")
+    p.add_argument("--dataset", default="", help="store key of a labelled parquet (default: CIFAR-10 sample)")
+    p.add_argument("--class-name", action="append", help="name of label i, in order (repeatable)")
+    p.add_argument("--max-images", type=int, default=0, help="images to use (default 2000)")
+    p.add_argument("--top", type=int, default=0, help="number of heads (default 10)")
+    p.set_defaults(run=rank_heads)
+
     p = commands.add_parser("models", help="list models and SAEs")
     p.add_argument("--model", default="", help="only the SAEs of this model")
     p.set_defaults(run=models)
@@ -190,7 +264,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             args.address,
             token=args.token,
             app=args.app,
-            timeout=args.timeout,
+            timeout=DEFAULT_TIMEOUT_S if args.timeout is None else args.timeout,
             tls=args.tls,
             root_certificates=root_certificates,
         ) as client:

@@ -19,6 +19,8 @@ from cliplens_client.results import (
     Decomposition,
     Embeddings,
     FloatArray,
+    HeadDescriptions,
+    HeadRanking,
     LatentInfo,
     LatentSearch,
     ModelInfo,
@@ -162,6 +164,44 @@ class Client(BaseClient):
         """The image embedding with latent edits applied, and zero-shot probabilities before and after."""
         request = build.steer(sae_id, image, edits, class_names)
         return Steering.from_proto(self._call("Steer", request, timeout))
+
+    def describe_heads(
+        self,
+        model_id: str,
+        *,
+        pool: Sequence[str] = (),
+        per_head: int = 0,
+        layers: Sequence[int] = (),
+        timeout: float | None = None,
+    ) -> HeadDescriptions:
+        """TextSpan descriptions of every head of ``layers`` (all when empty), ``per_head`` each (0: 5).
+
+        ``pool`` holds the candidate descriptions (empty: the pool shipped with cliplens). The server
+        computes an answer once per model and inputs and then reads it from its store; the first call
+        for new inputs can take minutes, so give it a generous ``timeout`` (e.g. 600).
+        """
+        request = build.describe_heads(model_id, pool, per_head, layers)
+        return HeadDescriptions.from_proto(self._call("DescribeHeads", request, timeout))
+
+    def rank_heads(
+        self,
+        model_id: str,
+        *,
+        dataset: str = "",
+        class_names: Sequence[str] = (),
+        max_images: int = 0,
+        top_n: int = 0,
+        timeout: float | None = None,
+    ) -> HeadRanking:
+        """The ``top_n`` heads (0: 10) whose mean-ablation costs the most zero-shot accuracy.
+
+        ``dataset`` is the store key of a labelled parquet (empty: the shipped CIFAR-10 sample),
+        ``class_names`` name its integer labels (empty: the labels are names), ``max_images`` bounds the
+        images used (0: 2,000). Computed once per model and inputs, then read from the server's store;
+        the first call for new inputs can take minutes, so give it a generous ``timeout`` (e.g. 600).
+        """
+        request = build.rank_heads(model_id, dataset, class_names, max_images, top_n)
+        return HeadRanking.from_proto(self._call("RankHeads", request, timeout))
 
     def top_activations(
         self, sae_id: str, latent: int, *, k: int = 16, timeout: float | None = None

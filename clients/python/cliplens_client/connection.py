@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import math
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from types import ModuleType
 from typing import Any
@@ -23,6 +25,9 @@ DNS_TARGET = "dns:///"  # prefix of an address whose every resolved IP is a serv
 DEFAULT_APP = "cliplens"
 DEFAULT_TIMEOUT_S = 30.0
 DEFAULT_MAX_MESSAGE_BYTES = 64 * 1024 * 1024
+# The time left of a call, in whole milliseconds: the server reads it where Serve's proxy does not pass
+# the gRPC deadline on (services/cliplens/serve/rpc_frame.py), and drops queued work once it is past.
+TIMEOUT_METADATA = "cliplens-timeout-ms"
 STUB_CLASSES = (
     encoder_pb2_grpc.EncoderServiceStub,
     sae_pb2_grpc.SaeServiceStub,
@@ -83,7 +88,10 @@ class ConnectionSettings:
 
     @property
     def metadata(self) -> tuple[tuple[str, str], ...]:
-        """Metadata sent with every call: Serve routing and, when set, the bearer token."""
+        """Metadata sent with every call: Serve routing and, when set, the bearer token.
+
+        Each attempt adds the time left of its call's deadline (:func:`call_metadata`).
+        """
         routing = (("application", self.app),)
         return routing if self.token is None else (*routing, ("authorization", f"Bearer {self.token}"))
 
@@ -117,6 +125,12 @@ class ConnectionSettings:
         if not (self.tls or self.root_certificates):
             return None
         return grpc.ssl_channel_credentials(root_certificates=self.root_certificates)
+
+
+def call_metadata(metadata: Sequence[tuple[str, str]], remaining: float) -> tuple[tuple[str, str], ...]:
+    """``metadata`` plus the time left of the attempt's deadline, ``remaining`` seconds, as
+    :data:`TIMEOUT_METADATA`: whole milliseconds, rounded down, never negative."""
+    return (*metadata, (TIMEOUT_METADATA, str(max(0, math.floor(remaining * 1000)))))
 
 
 def _check_target(target: object) -> None:

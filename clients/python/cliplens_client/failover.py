@@ -15,7 +15,7 @@ from typing import Any, TypeVar
 import grpc
 from google.protobuf.message import Message
 
-from cliplens_client.connection import rpc_methods
+from cliplens_client.connection import call_metadata, rpc_methods
 from cliplens_client.errors import from_grpc
 from cliplens_client.retry import Deadline, FailoverPolicy, RetryPolicy
 
@@ -90,12 +90,18 @@ class CallAttempts:
         self._sent: list[str] = []  # the address of each call sent, in order
 
     def send(self, request: Message) -> Any:
-        """Send ``request`` to the current target: the response, or (asyncio) the call to await."""
+        """Send ``request`` to the current target: the response, or (asyncio) the call to await.
+
+        The attempt gets what is left of the call's deadline, as its gRPC timeout and as metadata
+        (:func:`~cliplens_client.connection.call_metadata`) for servers behind Serve's proxy.
+        """
         if not self._pass:
             self._pass = self._targets.in_order()
         target = self._pass[0]
         self._sent.append(target.address)
-        return target.methods[self.rpc](request, timeout=self.deadline.remaining(), metadata=self._metadata)
+        remaining = self.deadline.remaining()
+        metadata = call_metadata(self._metadata, remaining)
+        return target.methods[self.rpc](request, timeout=remaining, metadata=metadata)
 
     def answered(self, response: T) -> T:
         """Note that the current target answered; returns ``response``."""

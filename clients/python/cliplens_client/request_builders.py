@@ -22,6 +22,13 @@ from cliplens_client.inputs import (
 from cliplens_client.results import SparseCodes
 from cliplens_client.v1 import attribution_pb2, encoder_pb2, features_pb2, models_pb2, sae_pb2
 
+# Bounds of the heads rpcs, as attribution.proto states them (0 asks for the server's default).
+MAX_POOL = 10_000  # DescribeHeadsRequest.pool
+MAX_PER_HEAD = 20  # DescribeHeadsRequest.per_head
+MAX_CLASS_NAMES = 1_000  # RankHeadsRequest.class_names (2 at least)
+MAX_RANK_IMAGES = 5_000  # RankHeadsRequest.max_images
+MAX_RANKED_HEADS = 1_000  # RankHeadsRequest.top_n
+
 
 def _name(value: str, what: str) -> str:
     if not isinstance(value, str) or not value.strip():
@@ -29,10 +36,22 @@ def _name(value: str, what: str) -> str:
     return value
 
 
-def _count(value: int, what: str, minimum: int = 0) -> int:
+def _count(value: int, what: str, minimum: int = 0, maximum: int | None = None) -> int:
     if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
         raise InvalidRequestError(f"{what} must be an integer >= {minimum}, got {value!r}")
+    if maximum is not None and value > maximum:
+        raise InvalidRequestError(f"{what} must be an integer <= {maximum}, got {value!r}")
     return value
+
+
+def _optional_texts(texts: Sequence[str], what: str, minimum: int, maximum: int) -> list[str]:
+    """None (the server's default) or ``minimum`` to ``maximum`` non-empty strings."""
+    if not isinstance(texts, str) and not texts:
+        return []
+    checked = non_empty_texts(texts, what)
+    if not minimum <= len(checked) <= maximum:
+        raise InvalidRequestError(f"{what} must hold {minimum} to {maximum} entries, got {len(checked)}")
+    return checked
 
 
 def embed_images(
@@ -118,6 +137,37 @@ def steer(
         image=image_message(image),
         edits=[edit.to_proto() for edit in edits],
         class_names=non_empty_texts(class_names, "class_names") if class_names else [],
+    )
+
+
+def describe_heads(
+    model_id: str, pool: Sequence[str], per_head: int, layers: Sequence[int]
+) -> attribution_pb2.DescribeHeadsRequest:
+    texts = _optional_texts(pool, "pool", 1, MAX_POOL)
+    count = _count(per_head, "per_head", 0, MAX_PER_HEAD)
+    if texts and count > len(texts):
+        raise InvalidRequestError(f"per_head must be at most the pool size {len(texts)}, got {count}")
+    return attribution_pb2.DescribeHeadsRequest(
+        model_id=_name(model_id, "model_id"),
+        pool=texts,
+        per_head=count,
+        layers=[_count(layer, f"layers[{index}]") for index, layer in enumerate(layers)],
+    )
+
+
+def rank_heads(
+    model_id: str, dataset: str, class_names: Sequence[str], max_images: int, top_n: int
+) -> attribution_pb2.RankHeadsRequest:
+    if not isinstance(dataset, str) or (dataset and not dataset.strip()):
+        raise InvalidRequestError(
+            f"dataset must be a store key, or empty for the shipped sample: {dataset!r}"
+        )
+    return attribution_pb2.RankHeadsRequest(
+        model_id=_name(model_id, "model_id"),
+        dataset=dataset,
+        class_names=_optional_texts(class_names, "class_names", 2, MAX_CLASS_NAMES),
+        max_images=_count(max_images, "max_images", 0, MAX_RANK_IMAGES),
+        top_n=_count(top_n, "top_n", 0, MAX_RANKED_HEADS),
     )
 
 

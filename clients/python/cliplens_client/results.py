@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 from dataclasses import dataclass
+from typing import NamedTuple
 
 import numpy as np
 import numpy.typing as npt
@@ -232,6 +233,83 @@ class Steering:
             steered_embedding=unpack_array(message.steered_embedding),
             classes=[ClassProbability(c.class_name, c.before, c.after) for c in message.classes],
         )
+
+
+class HeadText(NamedTuple):
+    """One description picked for a head, and the fraction of the head's variance, in [0, 1], that its
+    direction removes after the earlier picks."""
+
+    text: str
+    variance_explained: float
+
+
+@dataclass(frozen=True)
+class HeadDescription:
+    """TextSpan's description of one attention head: its ``descriptions`` in pick order (fewer than asked
+    when no variance is left), the fraction of its variance they explain together, and ``variance``,
+    the head's variance over the images (squared embedding units; compares heads of one model)."""
+
+    layer: int
+    head: int
+    descriptions: list[HeadText]
+    variance_explained: float
+    variance: float
+
+    @classmethod
+    def from_proto(cls, message: attribution_pb2.HeadDescription) -> HeadDescription:
+        descriptions = [HeadText(d.text, d.variance_explained) for d in message.descriptions]
+        return cls(message.layer, message.head, descriptions, message.variance_explained, message.variance)
+
+
+@dataclass(frozen=True)
+class HeadDescriptions:
+    """Every head of the requested layers, by layer then head, described over ``n_images`` images.
+
+    ``cached``: read from the server's store (computed earlier); ``False`` when this call computed it.
+    """
+
+    model_id: str
+    n_images: int
+    heads: list[HeadDescription]
+    cached: bool
+
+    @classmethod
+    def from_proto(cls, message: attribution_pb2.DescribeHeadsResponse) -> HeadDescriptions:
+        heads = [HeadDescription.from_proto(head) for head in message.heads]
+        return cls(message.model_id, message.n_images, heads, message.cached)
+
+
+@dataclass(frozen=True)
+class RankedHead:
+    """Zero-shot accuracy with one head mean-ablated, and ``accuracy_drop``: the unablated accuracy
+    minus it (negative when ablating the head helps)."""
+
+    layer: int
+    head: int
+    accuracy: float
+    accuracy_drop: float
+
+
+@dataclass(frozen=True)
+class HeadRanking:
+    """Heads by the zero-shot accuracy lost when each alone is mean-ablated, largest drop first.
+
+    ``accuracy`` is the unablated top-1 accuracy on ``n_images`` images over ``class_names`` (in
+    class-index order); ``cached`` as in :class:`HeadDescriptions`.
+    """
+
+    model_id: str
+    n_images: int
+    accuracy: float
+    class_names: list[str]
+    heads: list[RankedHead]
+    cached: bool
+
+    @classmethod
+    def from_proto(cls, message: attribution_pb2.RankHeadsResponse) -> HeadRanking:
+        heads = [RankedHead(h.layer, h.head, h.accuracy, h.accuracy_drop) for h in message.heads]
+        names = list(message.class_names)
+        return cls(message.model_id, message.n_images, message.accuracy, names, heads, message.cached)
 
 
 @dataclass(frozen=True)

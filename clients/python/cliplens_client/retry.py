@@ -65,7 +65,8 @@ class FailoverPolicy:
     calls meanwhile start at the next target and try it last. Once its cool-down is over, calls try it
     first again. The channel to each target of such a client also waits at most ``cooldown`` seconds
     (but at least 0.1 s) between attempts to reconnect, so a target that comes back is used soon after.
-    ``clock`` (monotonic seconds) measures the cool-downs; tests may replace it.
+    ``clock`` (monotonic seconds) measures the cool-downs and each call's deadline (the time left that
+    every attempt is sent with); tests may replace it.
     """
 
     cooldown: float = 5.0
@@ -79,14 +80,18 @@ class FailoverPolicy:
 
 
 class Deadline:
-    """A point in (monotonic) time by which a call, retries included, must finish."""
+    """A point in (monotonic) time by which a call, retries included, must finish.
 
-    def __init__(self, timeout: float) -> None:
+    ``clock`` (monotonic seconds) measures it; the clients use their failover policy's clock.
+    """
+
+    def __init__(self, timeout: float, clock: Callable[[], float] = time.monotonic) -> None:
         if not timeout > 0:
             raise InvalidRequestError(f"timeout must be a positive number of seconds, got {timeout}")
         self.timeout = timeout
-        self._end = time.monotonic() + timeout
+        self._clock = clock
+        self._end = clock() + timeout
 
     def remaining(self) -> float:
         """Seconds left, never negative."""
-        return max(0.0, self._end - time.monotonic())
+        return max(0.0, self._end - self._clock())
