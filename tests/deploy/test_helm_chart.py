@@ -264,7 +264,8 @@ def test_attributors_direct_port_is_a_headless_service_over_the_ray_pods() -> No
     assert "grpc-attribution" not in ports
 
 
-def test_direct_ports_speak_tls_from_a_mounted_secret() -> None:
+def test_direct_ports_speak_tls_from_a_mounted_secret(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("CLIPLENS_S3_ENDPOINT", "minio:9000")  # the chart's env for the args' s3:// store
     manifests = render("--set", "directPortsTls.secretName=cliplens-direct-tls")
     args = serve_config(manifests)["applications"][0]["args"]
     for name in ("feature_port", "attribution_port"):

@@ -18,7 +18,8 @@ CONFIG = Path(__file__).resolve().parents[2] / "deploy" / "serve_config.yaml"
 CPU_CONFIG = CONFIG.with_name("serve_config.cpu.yaml")
 
 
-def test_serve_config_is_valid_and_complete() -> None:
+def test_serve_config_is_valid_and_complete(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("CLIPLENS_S3_ENDPOINT", "minio:9000")  # as the chart sets it
     raw = yaml.safe_load(CONFIG.read_text())
     schema = ServeDeploySchema.model_validate(raw)
     assert schema.grpc_options.port == 9000

@@ -4,11 +4,22 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+import torch
 from demo_index import FINAL_SAE, PATCH_SAE, RUN_ID
 from serve_setup import ServeApp
 
+from cliplens.core.attribution import attribute_latents
+from cliplens.core.decomposition import decompose, direct_effects
 from cliplens.core.models import LoadedClip
+from cliplens.core.sae import Sae
+from cliplens.core.steering import LatentEdit as CoreEdit
+from cliplens.core.steering import steer_and_classify
+from cliplens.store import LocalStore, decode_image, load_sae_from_store
 from cliplens_client import Client, LatentEdit, ObjectKey
+
+
+def final_sae(serve_app: ServeApp) -> Sae:
+    return load_sae_from_store(LocalStore(serve_app.index.store_dir), FINAL_SAE).sae
 
 
 def test_list_models_reports_the_demo_model(client: Client) -> None:
@@ -32,10 +43,6 @@ def test_list_saes_with_their_feature_index(client: Client) -> None:
 def test_embed_images_matches_in_process_model(
     client: Client, serve_app: ServeApp, demo_clip: LoadedClip
 ) -> None:
-    import torch
-
-    from cliplens.store import decode_image
-
     jpegs = serve_app.index.jpegs[:3]
     result = client.embed_images("demo", [*jpegs, ObjectKey(serve_app.index.keys[0])], normalize=True)
     values = np.asarray(result.vectors)
@@ -92,30 +99,55 @@ def test_attribute_latents(client: Client, serve_app: ServeApp, patch_maps: bool
             assert all(np.asarray(latent.patch_map).shape == (8, 8) for latent in text.latents)
 
 
-def test_final_site_attribution_sums_to_the_score(client: Client, serve_app: ServeApp) -> None:
-    (text,) = client.attribute_latents(FINAL_SAE, serve_app.index.jpegs[1], ["a dog"], top_n=100)
-    # At the final site the latents (all active ones are among the top 100 of a k=8 SAE), the
-    # error term and the decoder bias add up to the score; the bias part is what remains.
-    covered = sum(latent.attribution for latent in text.latents) + text.error_attribution
-    assert abs(covered - text.score) < 0.5
+def test_attribution_equals_the_in_process_core(
+    client: Client, serve_app: ServeApp, demo_clip: LoadedClip
+) -> None:
+    texts = ["a dog", "a photo of a ship"]
+    jpeg = serve_app.index.jpegs[1]
+    served = client.attribute_latents(FINAL_SAE, jpeg, texts, top_n=100)
+    pixels = demo_clip.preprocess_images([decode_image(jpeg)])
+    local = attribute_latents(demo_clip, final_sae(serve_app), pixels, demo_clip.encode_texts(texts))
+    for t, text in enumerate(served):
+        assert text.score == pytest.approx(float(local.scores[0, t]), abs=1e-5)
+        assert text.error_attribution == pytest.approx(float(local.error[0, t]), abs=1e-5)
+        for latent in text.latents:
+            assert latent.attribution == pytest.approx(
+                float(local.attributions[0, t, latent.latent]), abs=1e-5
+            )
+            assert latent.activation == pytest.approx(
+                float(local.latent_activations[0, latent.latent]), abs=1e-5
+            )
+        assert len(text.latents) == 100
 
 
-def test_decompose_sums_to_the_score(client: Client, serve_app: ServeApp) -> None:
-    result = client.decompose("demo", serve_app.index.jpegs[2], "a photo of a frog")
-    total = result.embedding_contribution + sum(layer.attention + layer.mlp for layer in result.layers)
-    assert abs(total - result.score) < 1e-3
-    assert len(result.layers) == 4 and np.asarray(result.patch_heatmap).shape == (8, 8)
+def test_decompose_equals_the_in_process_core(
+    client: Client, serve_app: ServeApp, demo_clip: LoadedClip
+) -> None:
+    jpeg, text = serve_app.index.jpegs[2], "a photo of a frog"
+    result = client.decompose("demo", jpeg, text)
+    with torch.no_grad():
+        pixels = demo_clip.preprocess_images([decode_image(jpeg)])
+        scores = direct_effects(decompose(demo_clip.model, pixels), demo_clip.encode_texts([text])[0])
+    assert result.score == pytest.approx(float(scores.total()[0, 0]), abs=1e-5)
+    heads = scores.per_head()[0, :, :, 0]
+    for layer, served in enumerate(result.layers):
+        assert served.mlp == pytest.approx(float(scores.mlp[0, layer, 0]), abs=1e-5)
+        np.testing.assert_allclose(served.heads, heads[layer].numpy(), atol=1e-5)
+    heatmap = np.asarray(result.patch_heatmap).ravel()
+    np.testing.assert_allclose(heatmap, scores.per_patch()[0, :, 0].numpy(), atol=1e-5)
 
 
-def test_steer_moves_the_embedding_and_probabilities(client: Client, serve_app: ServeApp) -> None:
-    classes = ["cat", "dog", "ship"]
-    result = client.steer(
-        FINAL_SAE, serve_app.index.jpegs[0], [LatentEdit(3, "add", 5.0)], class_names=classes
-    )
-    original, steered = np.asarray(result.original_embedding), np.asarray(result.steered_embedding)
-    assert original.shape == steered.shape == (128,) and not np.allclose(original, steered)
+def test_steer_equals_the_in_process_core(client: Client, serve_app: ServeApp, demo_clip: LoadedClip) -> None:
+    classes, jpeg = ["cat", "dog", "ship"], serve_app.index.jpegs[0]
+    result = client.steer(FINAL_SAE, jpeg, [LatentEdit(3, "add", 5.0)], class_names=classes)
+    pixels = demo_clip.preprocess_images([decode_image(jpeg)])
+    local = steer_and_classify(demo_clip, final_sae(serve_app), pixels, [CoreEdit(3, 5.0, "add")], classes)
+    np.testing.assert_allclose(np.asarray(result.original_embedding), local.original[0].numpy(), atol=1e-5)
+    np.testing.assert_allclose(np.asarray(result.steered_embedding), local.steered[0].numpy(), atol=1e-5)
     assert [c.class_name for c in result.classes] == classes
-    assert abs(sum(c.before for c in result.classes) - 1) < 1e-4
+    np.testing.assert_allclose([c.before for c in result.classes], local.probabilities_before[0], atol=1e-5)
+    np.testing.assert_allclose([c.after for c in result.classes], local.probabilities_after[0], atol=1e-5)
+    assert not np.allclose(local.original, local.steered)
 
 
 def test_top_activations_from_redis(client: Client, serve_app: ServeApp) -> None:

@@ -59,7 +59,6 @@ from cliplens.serve.rpc_frame import current_deadline
 from cliplens.serve.sae_cache import multiplexed_sae_getter
 from cliplens.serve.settings import AppSettings
 from cliplens.serve.text_cache import TextEmbeddingCache
-from cliplens.store import open_store
 from cliplens.store.head_results import describe_heads_cached, rank_heads_cached
 
 
@@ -84,7 +83,7 @@ class Attributor:
     async def __init__(self, settings: AppSettings) -> None:  # type: ignore[misc]  # Ray actors allow it
         self.settings = settings
         self.models = load_models(settings)
-        self.store = store = open_store(settings.store_uri)
+        self.store = store = settings.store()
         self.catalog = Catalog(settings, store)
         device = next(iter(self.models.values())).device
         self.get_sae = multiplexed_sae_getter(settings, store, device)
@@ -94,8 +93,9 @@ class Attributor:
         configure_batching(self._attribute_batch, settings.attribution_batch)
         self.queue = QueueDepth("attribute_latents")
         if settings.attribution_port.port:
-            bucket = open_store(settings.image_store_uri) if settings.image_store_uri else None
-            api = AttributionApi(settings, self.catalog, RequestImages(settings.limits, bucket), self)
+            api = AttributionApi(
+                settings, self.catalog, RequestImages(settings.limits, settings.image_store()), self
+            )
             self.port = await DirectPortHost.start([api], TokenAuth(settings.auth), settings.attribution_port)
 
     @takes_deadline

@@ -6,7 +6,7 @@ from cliplens.serve import responses
 from cliplens.serve.backends import EncoderBackend
 from cliplens.serve.catalog import Catalog
 from cliplens.serve.request_checks import RequestImages, check_texts
-from cliplens.serve.settings import Limits
+from cliplens.serve.settings import AppSettings
 from cliplens_client.v1 import encoder_pb2
 
 
@@ -16,9 +16,9 @@ class EncoderApi:
     service = encoder_pb2.DESCRIPTOR.services_by_name["EncoderService"]
 
     def __init__(
-        self, limits: Limits, catalog: Catalog, images: RequestImages, encoder: EncoderBackend
+        self, settings: AppSettings, catalog: Catalog, images: RequestImages, encoder: EncoderBackend
     ) -> None:
-        self.limits, self.catalog, self.images, self.encoder = limits, catalog, images, encoder
+        self.limits, self.catalog, self.images, self.encoder = settings.limits, catalog, images, encoder
 
     async def embed_images(self, request: encoder_pb2.EmbedImagesRequest) -> encoder_pb2.EmbedImagesResponse:
         model_id = self.catalog.check_model(request.model_id)

@@ -17,14 +17,13 @@ from cliplens.serve.direct_port import DirectPortHost
 from cliplens.serve.feature_api import FeatureApi
 from cliplens.serve.features import FeatureIndex
 from cliplens.serve.settings import AppSettings
-from cliplens.store import open_store
 
 
 @serve.deployment(name="FeatureGateway")
 class FeatureGateway:
     async def __init__(self, settings: AppSettings, attributor: DeploymentHandle) -> None:  # type: ignore[misc]  # Ray actors allow it
-        store = open_store(settings.store_uri)
-        features = FeatureIndex(store, settings.redis_url, settings.redis_timeout_s)
+        store = settings.store()
+        features = FeatureIndex(store, settings.cache_url, settings.redis_timeout_s)
         attributors: AttributionBackend = remote(attributor, ("labels", "search"))
         api = FeatureApi(settings, Catalog(settings, store), features, attributors)
         self.port = await DirectPortHost.start([api], TokenAuth(settings.auth), settings.feature_port)

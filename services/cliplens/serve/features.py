@@ -60,7 +60,7 @@ class _StoredIndex:
 class FeatureIndex:
     """Top activating inputs and statistics of latents, for SAEs of one store."""
 
-    def __init__(self, store: ObjectStore, redis_url: str | None, timeout_s: float) -> None:
+    def __init__(self, store: ObjectStore, redis_url: str, timeout_s: float) -> None:
         self.store = store
         self.redis_url = redis_url
         self.cache = AsyncTopKReader(redis_url, timeout_s=timeout_s)

@@ -28,7 +28,6 @@ from cliplens.serve.request_checks import RequestImages
 from cliplens.serve.sae_api import SaeApi
 from cliplens.serve.settings import AppSettings
 from cliplens.serve.transports import with_rpc_methods
-from cliplens.store import open_store
 
 APIS = (EncoderApi, SaeApi, AttributionApi, FeatureApi, ModelApi)
 SERVICES = tuple(api.service.full_name for api in APIS)
@@ -49,17 +48,16 @@ class CliplensIngress:
     ) -> None:
         """``companions``: deployments that serve beside the ingress (the FeatureGateway's direct
         port); they are bound here only so that they are part of the application."""
-        store = open_store(settings.store_uri)
+        store = settings.store()
         catalog = Catalog(settings, store)
-        bucket = open_store(settings.image_store_uri) if settings.image_store_uri else None
-        images = RequestImages(settings.limits, bucket)
+        images = RequestImages(settings.limits, settings.image_store())
         encoders: EncoderBackend = remote(encoder)
         attributors: AttributionBackend = remote(attributor, SAE_ROUTED)
         saes: SaeBackend = remote(sae, SAE_ROUTED)
-        features = FeatureIndex(store, settings.redis_url, settings.redis_timeout_s)
+        features = FeatureIndex(store, settings.cache_url, settings.redis_timeout_s)
         apis = (
-            EncoderApi(settings.limits, catalog, images, encoders),
-            SaeApi(settings.limits, catalog, images, encoders, saes),
+            EncoderApi(settings, catalog, images, encoders),
+            SaeApi(settings, catalog, images, encoders, saes),
             AttributionApi(settings, catalog, images, attributors),
             FeatureApi(settings, catalog, features, attributors),
             ModelApi(catalog, encoders),

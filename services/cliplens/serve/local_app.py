@@ -30,11 +30,21 @@ GPU_DEPLOYMENTS = ("Encoder", "Attributor")
 
 @dataclass(frozen=True)
 class ServePorts:
-    """Where the app listens: Serve's gRPC proxy (every service) and HTTP proxy (health, routes)."""
+    """Where the app listens on one machine: Serve's gRPC proxy (every service) and HTTP proxy
+    (health, routes), and the direct FeatureService and AttributionService ports (0: none)."""
 
     grpc: int = 9000
     http: int = 8000
+    feature: int = 9001
+    attribution: int = 9002
     host: str = "127.0.0.1"
+
+    def direct_ports(self) -> dict[str, dict[str, Any]]:
+        """The app settings of the direct ports."""
+        return {
+            "feature_port": {"host": self.host, "port": self.feature},
+            "attribution_port": {"host": self.host, "port": self.attribution},
+        }
 
 
 def local_options(gpus: float) -> dict[str, dict[str, Any]]:
@@ -52,10 +62,10 @@ def fill_cold_cache(settings: AppSettings, store: ObjectStore) -> list[str]:
     loaded. Raises :class:`StoreUnavailableError` when Redis is down."""
     loaded = []
     for sae_id, served in Catalog(settings, store).saes.items():
-        if not served.has_feature_index or TopKCache(settings.redis_url).is_ready(sae_id):
+        if not served.has_feature_index or TopKCache(settings.cache_url).is_ready(sae_id):
             continue
         patches = Site.parse(served.record.cfg.site).patches
-        fill_cache(settings.redis_url, load_results(store, served.record.run_id, sae_id, patches))
+        fill_cache(settings.cache_url, load_results(store, served.record.run_id, sae_id, patches))
         loaded.append(sae_id)
     return loaded
 

@@ -10,7 +10,7 @@ from cliplens.serve.actor_types import Floats
 from cliplens.serve.backends import EncoderBackend, SaeBackend
 from cliplens.serve.catalog import Catalog
 from cliplens.serve.request_checks import RequestImages, dense_latents, float_array
-from cliplens.serve.settings import Limits
+from cliplens.serve.settings import AppSettings
 from cliplens.store import SaeRecord
 from cliplens_client.arrays import pack_array
 from cliplens_client.v1 import sae_pb2
@@ -23,13 +23,13 @@ class SaeApi:
 
     def __init__(
         self,
-        limits: Limits,
+        settings: AppSettings,
         catalog: Catalog,
         images: RequestImages,
         encoder: EncoderBackend,
         sae: SaeBackend,
     ) -> None:
-        self.limits, self.catalog, self.images = limits, catalog, images
+        self.limits, self.catalog, self.images = settings.limits, catalog, images
         self.encoder, self.sae = encoder, sae
 
     async def encode(self, request: sae_pb2.EncodeRequest) -> sae_pb2.EncodeResponse:

@@ -13,7 +13,6 @@ from cliplens.serve.actor_types import Floats, Reconstructed, SparseRows
 from cliplens.serve.backends import takes_deadline
 from cliplens.serve.sae_cache import multiplexed_sae_getter
 from cliplens.serve.settings import AppSettings
-from cliplens.store import open_store
 
 
 def sparse_rows(z: Tensor, max_active: int = 0) -> SparseRows:
@@ -34,7 +33,7 @@ def sparse_rows(z: Tensor, max_active: int = 0) -> SparseRows:
 class SaeRunner:
     def __init__(self, settings: AppSettings) -> None:
         self.device = resolve_device(settings.device)
-        self.get_sae = multiplexed_sae_getter(settings, open_store(settings.store_uri), self.device)
+        self.get_sae = multiplexed_sae_getter(settings, settings.store(), self.device)
 
     @takes_deadline
     async def encode(self, sae_id: str, rows: Floats, max_active: int) -> SparseRows:

@@ -30,8 +30,8 @@ from cliplens.serve.local_app import (
     local_options,
     start_app,
 )
-from cliplens.serve.settings import AppSettings, DirectPortSettings
-from cliplens.store import ObjectStore, list_saes, open_store
+from cliplens.serve.settings import AppSettings
+from cliplens.store import ObjectStore, list_saes
 from cliplens.store.local_stack import RedisServer
 
 HELP = "serve the store's SAEs over gRPC on this machine (embedded cache, CPU or GPU) until Ctrl-C"
@@ -49,7 +49,8 @@ CONFIG_HEADER = """\
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--store", help="store URI (default: $CLIPLENS_STORE or ~/.cache/cliplens/store)")
     parser.add_argument(
-        "--redis", help="URL of a running Redis to use as the cache (default: start an embedded one)"
+        "--redis",
+        help="URL of a running Redis to use as the cache (default: $CLIPLENS_REDIS_URL, else start an embedded one)",
     )
     parser.add_argument(
         "--models", help="comma-separated model ids (default: the models of the store's SAEs, else demo)"
@@ -85,17 +86,18 @@ def run(args: argparse.Namespace) -> int:
         sys.stdout.write(CONFIG_HEADER + yaml.safe_dump(cpu_config(), sort_keys=False))
         return 0
     file_args, file_options, file_ports = _read_config(args.config) if args.config else ({}, {}, {})
-    store = open_store(args.store or file_args.get("store_uri"))
+    defaults = ServePorts()
     ports = ServePorts(
-        grpc=_port(args.grpc_port, file_ports.get("grpc"), 9000),
-        http=_port(args.http_port, file_ports.get("http"), 8000),
+        grpc=_first(args.grpc_port, file_ports.get("grpc"), defaults.grpc),
+        http=_first(args.http_port, file_ports.get("http"), defaults.http),
+        feature=_first(args.feature_port, file_args.get("feature_port", {}).get("port"), defaults.feature),
+        attribution=_first(
+            args.attribution_port, file_args.get("attribution_port", {}).get("port"), defaults.attribution
+        ),
         host=args.host,
     )
-    settings = _settings(args, file_args, store)
-    busy = [
-        p for p in (ports.grpc, ports.http, settings.feature_port.port, settings.attribution_port.port) if p
-    ]
-    _check_free(busy, args.host)
+    settings, store = _settings(args, file_args, ports)
+    _check_free([p for p in (ports.grpc, ports.http, ports.feature, ports.attribution) if p], args.host)
     _catch_stop_signals()
     try:
         with contextlib.ExitStack() as stack:
@@ -103,13 +105,13 @@ def run(args: argparse.Namespace) -> int:
                 settings = settings.model_copy(update={"redis_url": _embedded_cache(stack)})
             loaded = fill_cold_cache(settings, store)
             state = f"loaded {', '.join(loaded)} from the store" if loaded else "already filled"
-            _say(f"cache {settings.redis_url}: {state}")
+            _say(f"cache {settings.cache_url}: {state}")
             gpus = _start_ray(stack)
             _catch_stop_signals()  # ray.init installs a SIGTERM handler of its own
             options = {**local_options(gpus), **file_options}
             _say(f"starting the Serve app: models {', '.join(settings.models)} on {'GPU' if gpus else 'CPU'}")
             start_app(settings, options, ports)
-            for line in _addresses(settings, ports):
+            for line in _addresses(ports):
                 _say(line)
             _say("ready (Ctrl-C stops everything)")
             threading.Event().wait()
@@ -120,12 +122,9 @@ def run(args: argparse.Namespace) -> int:
 
 def cpu_config() -> dict[str, Any]:
     """The Serve config that ``serve run`` starts on a CPU-only machine (this command's defaults)."""
-    settings = AppSettings(
-        models=[DEFAULT_MODEL],
-        feature_port=DirectPortSettings(host="127.0.0.1", port=9001),
-        attribution_port=DirectPortSettings(host="127.0.0.1", port=9002),
-    )
     ports = ServePorts()
+    args = {"models": [DEFAULT_MODEL], **ports.direct_ports()}
+    AppSettings.model_validate(args)
     return {
         "proxy_location": "EveryNode",
         "http_options": {"host": ports.host, "port": ports.http},
@@ -135,30 +134,33 @@ def cpu_config() -> dict[str, Any]:
                 "name": APP_NAME,
                 "route_prefix": ROUTE_PREFIX,
                 "import_path": "cliplens.serve.app:build_app",
-                "args": settings.model_dump(mode="json", exclude_defaults=True),
+                "args": args,
                 "deployments": [{"name": name, **options} for name, options in local_options(0).items()],
             }
         ],
     }
 
 
-def _settings(args: argparse.Namespace, file_args: dict[str, Any], store: ObjectStore) -> AppSettings:
-    models = [m for m in args.models.split(",") if m] if args.models else file_args.get("models")
-    if not models:
-        models = sorted({record.cfg.model_id for record in list_saes(store)}) or [DEFAULT_MODEL]
-    merged = {**file_args, "models": models, "store_uri": store.uri}
-    if args.redis:
-        merged["redis_url"] = args.redis
-    for name, flag, default in (
-        ("feature_port", args.feature_port, 9001),
-        ("attribution_port", args.attribution_port, 9002),
-    ):
-        given: dict[str, Any] = dict(file_args.get(name, {}))
-        merged[name] = {**given, "host": args.host, "port": _port(flag, given.get("port"), default)}
+def _settings(
+    args: argparse.Namespace, file_args: dict[str, Any], ports: ServePorts
+) -> tuple[AppSettings, ObjectStore]:
+    """The app settings: flags over the config file's args over ``CLIPLENS_*`` variables; the models
+    default to those of the store's SAEs. Also the store they name."""
+    given = {**file_args}
+    for name, flag in (("store_uri", args.store), ("redis_url", args.redis)):
+        if flag:
+            given[name] = flag
+    for name, port in ports.direct_ports().items():
+        given[name] = {**file_args.get(name, {}), **port}
+    models = [m for m in args.models.split(",") if m] if args.models else given.get("models")
     try:
-        return AppSettings.model_validate(merged)
+        settings = AppSettings.model_validate({**given, "models": models or [DEFAULT_MODEL]})
     except ValueError as exc:
         raise InvalidInputError(f"invalid app settings: {exc}") from None
+    store = settings.store()
+    if not models:
+        models = sorted({record.cfg.model_id for record in list_saes(store)}) or [DEFAULT_MODEL]
+    return settings.model_copy(update={"models": models, "store_uri": store.uri}), store
 
 
 def _read_config(path: Path) -> tuple[dict[str, Any], dict[str, dict[str, Any]], dict[str, int]]:
@@ -180,7 +182,7 @@ def _read_config(path: Path) -> tuple[dict[str, Any], dict[str, dict[str, Any]],
     return dict(app.get("args") or {}), options, {k: v for k, v in ports.items() if v}
 
 
-def _port(flag: int | None, from_file: int | None, default: int) -> int:
+def _first(flag: int | None, from_file: int | None, default: int) -> int:
     return flag if flag is not None else from_file if from_file is not None else default
 
 
@@ -220,15 +222,15 @@ def _stop_serve() -> None:
     serve.shutdown()
 
 
-def _addresses(settings: AppSettings, ports: ServePorts) -> list[str]:
+def _addresses(ports: ServePorts) -> list[str]:
     lines = [
         f"gRPC {ports.host}:{ports.grpc}  every cliplens service (Serve's proxy, on every interface; "
         f"metadata application={APP_NAME})"
     ]
-    if settings.feature_port.port:
-        lines.append(f"gRPC {ports.host}:{settings.feature_port.port}  FeatureService (direct port)")
-    if settings.attribution_port.port:
-        lines.append(f"gRPC {ports.host}:{settings.attribution_port.port}  AttributionService (direct port)")
+    if ports.feature:
+        lines.append(f"gRPC {ports.host}:{ports.feature}  FeatureService (direct port)")
+    if ports.attribution:
+        lines.append(f"gRPC {ports.host}:{ports.attribution}  AttributionService (direct port)")
     lines.append(f"HTTP {ports.host}:{ports.http}  Serve health (/-/healthz)")
     return lines
 

@@ -1,8 +1,22 @@
-"""Application arguments: what a Serve config's ``args`` may say, validated once at build time."""
+"""Application settings: a Serve config's ``args`` and ``CLIPLENS_*`` environment variables, validated
+once when the app is built and handed to every replica.
+
+Arguments win over the environment, which wins over the defaults here. Environment names are
+``CLIPLENS_`` + the field (``CLIPLENS_REDIS_URL``, ``CLIPLENS_DEVICE``, ``CLIPLENS_S3_ENDPOINT``...;
+nested fields with ``__``: ``CLIPLENS_LIMITS__MAX_IMAGES``), except the store, ``CLIPLENS_STORE``,
+as for the batch jobs. Replicas read no environment of their own.
+"""
 
 from __future__ import annotations
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, model_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from cliplens.store import ObjectStore, S3Config, open_store
+from cliplens.store.objects import DEFAULT_LOCAL_ROOT, DEFAULT_PART_SIZE, MIN_PART_SIZE, STORE_ENV
+from cliplens.store.topk_cache import DEFAULT_REDIS_URL
+
+DEFAULT_STORE = str(DEFAULT_LOCAL_ROOT)
 
 
 class _Strict(BaseModel):
@@ -76,15 +90,28 @@ class DirectPortSettings(_Strict):
         return self
 
 
-class AppSettings(_Strict):
+class AppSettings(BaseSettings):
     """Everything the application needs; nothing about it is hard-coded elsewhere."""
+
+    model_config = SettingsConfigDict(
+        env_prefix="CLIPLENS_", env_nested_delimiter="__", extra="forbid", frozen=True, populate_by_name=True
+    )
 
     models: list[str] = Field(min_length=1)
     model_registry: str | None = None
-    # The store of SAEs and runs; None: $CLIPLENS_STORE or ~/.cache/cliplens/store, read in each replica.
-    store_uri: str | None = None
+    # The store of SAEs and runs (s3://bucket/prefix or a path); None: ~/.cache/cliplens/store.
+    store_uri: str | None = Field(default=None, validation_alias=STORE_ENV)
+    # Where Image.object_key is read from; None: object keys are refused.
     image_store_uri: str | None = None
+    # The feature index's cache; None: redis://127.0.0.1:6379/0.
     redis_url: str | None = None
+    # S3 (MinIO) for s3:// stores: endpoint host:port or an http(s):// URL, credentials, TLS, part size.
+    s3_endpoint: str | None = None
+    s3_access_key: SecretStr | None = None
+    s3_secret_key: SecretStr | None = None
+    s3_secure: bool = True
+    s3_region: str | None = None
+    s3_part_size: int = Field(default=DEFAULT_PART_SIZE, ge=MIN_PART_SIZE)
     sae_ids: list[str] = Field(default_factory=list)
     device: str = "auto"
     dtype: str = "fp32"
@@ -117,3 +144,39 @@ class AppSettings(_Strict):
         if len(set(self.models)) != len(self.models):
             raise ValueError(f"models must be unique, got {self.models}")
         return self
+
+    @model_validator(mode="after")
+    def _s3_for_s3_stores(self) -> AppSettings:
+        for name in ("store_uri", "image_store_uri"):
+            uri = getattr(self, name)
+            if uri and uri.startswith("s3://") and self.s3_endpoint is None:
+                raise ValueError(f"{name} {uri} needs s3_endpoint (CLIPLENS_S3_ENDPOINT)")
+        return self
+
+    def s3(self) -> S3Config | None:
+        """The S3 connection of ``s3://`` stores; None without an endpoint."""
+        if self.s3_endpoint is None:
+            return None
+        endpoint, secure = self.s3_endpoint, self.s3_secure
+        for scheme, tls in (("https://", True), ("http://", False)):
+            if endpoint.startswith(scheme):
+                endpoint, secure = endpoint[len(scheme) :].rstrip("/"), tls
+        return S3Config(
+            endpoint=endpoint,
+            access_key=self.s3_access_key.get_secret_value() if self.s3_access_key else None,
+            secret_key=self.s3_secret_key.get_secret_value() if self.s3_secret_key else None,
+            secure=secure,
+            region=self.s3_region,
+            part_size=self.s3_part_size,
+        )
+
+    @property
+    def cache_url(self) -> str:
+        """The Redis URL of the feature-index cache."""
+        return self.redis_url or DEFAULT_REDIS_URL
+
+    def store(self) -> ObjectStore:
+        return open_store(self.store_uri or DEFAULT_STORE, self.s3())
+
+    def image_store(self) -> ObjectStore | None:
+        return open_store(self.image_store_uri, self.s3()) if self.image_store_uri else None
