@@ -11,7 +11,7 @@ HELM := .tools/bin/helm
 GHZ_VERSION := v0.120.0
 GHZ := .tools/bin/ghz
 
-.PHONY: help venv helm ghz demo test lint format stubs clean
+.PHONY: help venv helm ghz demo test test-fast lint format stubs clean
 
 help:  ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-10s %s\n", $$1, $$2}'
@@ -39,6 +39,9 @@ demo: venv  ## set up, then run the main job offline on the demo model
 
 test: venv helm  ## set up, then run the whole test suite
 	$(PY) -m pytest $(PYTEST_ARGS)
+
+test-fast: venv  ## the unit tier only (no servers, no Ray): under a minute
+	$(PY) -m pytest -m unit -q $(PYTEST_ARGS)
 
 lint: venv  ## ruff (lint + format check) and mypy
 	$(VENV)/bin/ruff check services clients tests benchmarks

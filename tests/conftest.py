@@ -17,8 +17,8 @@ from cliplens.store.sample import SAMPLE_PARQUET
 from tiny_models import tiny_spec
 
 # Real redis-server and SeaweedFS (S3) session fixtures, shared by every test folder; the guard that
-# fails the run when a test reads ../shared (tests/shared_guard.py).
-pytest_plugins = ["fixtures_servers", "shared_guard"]
+# fails the run when a test reads ../shared (tests/shared_guard.py); the test tiers (tests/tiers.py).
+pytest_plugins = ["fixtures_servers", "shared_guard", "tiers"]
 
 ROOT = Path(__file__).resolve().parents[1]
 HELDOUT_PARQUET = ROOT / "tests" / "data" / "cifar10-test-heldout-64.parquet"

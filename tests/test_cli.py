@@ -12,6 +12,7 @@ from cliplens.cli import COMMANDS, build_parser, main
 from cliplens.core.prompts import CIFAR10_CLASSES
 
 
+@pytest.mark.unit
 def test_every_command_has_help(capsys: pytest.CaptureFixture[str]) -> None:
     for name in COMMANDS:
         with pytest.raises(SystemExit) as exit_info:
@@ -20,12 +21,14 @@ def test_every_command_has_help(capsys: pytest.CaptureFixture[str]) -> None:
         assert f"usage: cliplens {name}" in capsys.readouterr().out
 
 
+@pytest.mark.unit
 def test_models_lists_the_demo(capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["models"]) == 0
     out = capsys.readouterr().out
     assert "demo" in out and "Not OpenAI or LAION" in out
 
 
+@pytest.mark.e2e
 def test_demo_runs_end_to_end(tmp_path: Path) -> None:
     """`make demo`'s job in a subprocess (it starts its own Ray, Redis and S3 server, then stops them)."""
     result = subprocess.run(
@@ -50,6 +53,7 @@ def test_demo_runs_end_to_end(tmp_path: Path) -> None:
     assert report.count("aria-label='activation histogram'") == 4 and "statistics served from redis" in report
 
 
+@pytest.mark.unit
 def test_errors_are_reported_not_raised(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["topk", "--sae", "absent", "--store", str(tmp_path)]) == 2
     assert "unknown SAE id 'absent'" in capsys.readouterr().err

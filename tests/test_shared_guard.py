@@ -42,6 +42,7 @@ def _listdir(path: Path) -> None:
     os.listdir(path.parent)
 
 
+@pytest.mark.unit
 @pytest.mark.parametrize(
     "read",
     [
@@ -66,6 +67,7 @@ def test_guard_records_a_read_under_shared(read: Callable[[Path], Any]) -> None:
     assert "test_guard_records_a_read_under_shared" in shared_guard.recorded[before][1]
 
 
+@pytest.mark.unit
 def test_guard_ignores_repository_files() -> None:
     before = len(shared_guard.recorded)
     (shared_guard.REPO / "README.md").read_bytes()
@@ -73,6 +75,7 @@ def test_guard_ignores_repository_files() -> None:
     assert shared_guard.recorded[before:] == []
 
 
+@pytest.mark.e2e
 def test_a_read_under_shared_fails_the_run(tmp_path: Path) -> None:
     """End to end: a passing test that reads ../shared makes pytest exit 1 and name the path."""
     (tmp_path / "test_reads_shared.py").write_text(

@@ -91,6 +91,7 @@ def test_unknown_pretrained_tag_is_named() -> None:
         load_clip("ViT-B-32", pretrained="not-a-tag", device="cpu")
 
 
+@pytest.mark.integration  # builds ViT-B/32 and asks the (unreachable) hub: slow for the unit tier
 def test_unreachable_download_is_a_clear_error(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """No model hub is reachable here: a real tag must fail with the tag named, not hang or crash oddly."""
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
