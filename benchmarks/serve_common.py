@@ -6,7 +6,6 @@ from __future__ import annotations
 import json
 import os
 import statistics
-import sys
 import tempfile
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -14,18 +13,15 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from cliplens.core.models import load_clip
+from cliplens.demo.catalogue import DemoIndex, build_demo_index
+from cliplens.serve.local_app import APP_NAME, ServePorts, start_app
+from cliplens.serve.settings import AppSettings, DirectPortSettings
+from cliplens.store.local_stack import RedisServer, free_ports
+
 ROOT = Path(__file__).resolve().parents[1]
 RESULTS = ROOT / "benchmarks" / "results"
-sys.path[:0] = [str(ROOT / "tests"), str(ROOT / "tests" / "serve")]
-
-from demo_index import DemoIndex, build_demo_index  # noqa: E402
-
-from cliplens.core.models import load_clip  # noqa: E402
-from cliplens.serve.app import GRPC_SERVICER_FUNCTIONS, compose  # noqa: E402
-from cliplens.serve.settings import AppSettings, DirectPortSettings  # noqa: E402
-from cliplens.store.local_stack import RedisServer, free_ports  # noqa: E402
-
-APP = "cliplens"
+APP = APP_NAME
 
 
 @dataclass(frozen=True)
@@ -42,7 +38,6 @@ def serve_app(models: list[str], options: dict[str, dict[str, Any]], **args: Any
     os.environ.setdefault("RAY_SERVE_THROUGHPUT_OPTIMIZED", "1")
     import ray
     from ray import serve
-    from ray.serve.config import gRPCOptions
 
     with tempfile.TemporaryDirectory() as tmp:
         redis = RedisServer(Path(tmp) / "redis")
@@ -51,10 +46,6 @@ def serve_app(models: list[str], options: dict[str, dict[str, Any]], **args: Any
         index = build_demo_index(load_clip("demo", device="cpu"), Path(tmp), redis.url)
         ray.init(num_cpus=4, include_dashboard=False, log_to_driver=False, configure_logging=False)
         grpc_port, http_port, feature_port, attribution_port = free_ports(4)
-        serve.start(
-            http_options={"host": "127.0.0.1", "port": http_port},
-            grpc_options=gRPCOptions(port=grpc_port, grpc_servicer_functions=GRPC_SERVICER_FUNCTIONS),
-        )
         settings = AppSettings(
             models=models,
             store_uri=str(index.store_dir),
@@ -65,7 +56,7 @@ def serve_app(models: list[str], options: dict[str, dict[str, Any]], **args: Any
             **args,
         )
         try:
-            serve.run(compose(settings, options), name=APP, route_prefix="/cliplens")
+            start_app(settings, options, ServePorts(grpc=grpc_port, http=http_port))
             yield Running(
                 f"127.0.0.1:{grpc_port}", index, f"127.0.0.1:{feature_port}", f"127.0.0.1:{attribution_port}"
             )

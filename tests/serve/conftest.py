@@ -1,7 +1,7 @@
-"""One Serve instance for the serve tests: the demo app ("cliplens", with its direct feature and
-attribution ports), and an auth-on app ("cliplens-auth": ingress with a small queue, feature port and
-its own Attributor, whose direct port speaks TLS and takes one call at a time) sharing the encoder and
-SAE runner."""
+"""One Serve instance for the serve tests, both apps started the way `cliplens serve` starts one: the
+demo app ("cliplens", with its direct feature and attribution ports), and an auth-on app
+("cliplens-auth": an ingress that takes one call and queues one, a feature port, and an Attributor
+whose direct port speaks TLS and takes one call at a time)."""
 
 from __future__ import annotations
 
@@ -9,11 +9,11 @@ from collections.abc import Iterator
 
 import pytest
 from certificates import self_signed
-from demo_index import build_demo_index
-from serve_setup import APP, AUTH_APP, SMALL, TEST_OPTIONS, TOKEN, ServeApp
+from serve_setup import AUTH_APP, TEST_OPTIONS, TOKEN, ServeApp
 
 from cliplens.core.models import LoadedClip
-from cliplens.serve.app import DEPLOYMENTS, GRPC_SERVICER_FUNCTIONS, compose
+from cliplens.demo.catalogue import build_demo_index
+from cliplens.serve.local_app import ServePorts, start_app
 from cliplens.serve.settings import AppSettings
 from cliplens.store.local_stack import RedisServer, free_ports
 from cliplens_client import Client
@@ -36,7 +36,6 @@ def serve_app(
     tmp_path_factory: pytest.TempPathFactory,
 ) -> Iterator[ServeApp]:
     from ray import serve
-    from ray.serve.config import gRPCOptions
 
     root = tmp_path_factory.mktemp("serve")
     index = build_demo_index(demo_clip, root, serve_redis.url)
@@ -45,10 +44,6 @@ def serve_app(
     certificate = self_signed(root)
     grpc_port, http_port, feature_port, auth_feature_port, attribution_port, auth_attribution_port = (
         free_ports(6)
-    )
-    serve.start(
-        http_options={"host": "127.0.0.1", "port": http_port},
-        grpc_options=gRPCOptions(port=grpc_port, grpc_servicer_functions=GRPC_SERVICER_FUNCTIONS),
     )
     settings = AppSettings(
         models=["demo"],
@@ -65,7 +60,8 @@ def serve_app(
         feature_port={"host": "127.0.0.1", "port": feature_port},
         attribution_port={"host": "127.0.0.1", "port": attribution_port},
     )
-    serve.run(compose(settings, TEST_OPTIONS), name=APP, route_prefix="/cliplens")
+    proxies = ServePorts(grpc=grpc_port, http=http_port)
+    start_app(settings, TEST_OPTIONS, proxies)
     auth_settings = AppSettings.model_validate(
         {
             **settings.model_dump(),
@@ -80,19 +76,16 @@ def serve_app(
             },
         }
     )
-    handles = [serve.get_deployment_handle(name, app_name=APP) for name in ("Encoder", "SaeRunner")]
-    auth_ingress = DEPLOYMENTS["CliplensIngress"].options(
-        max_ongoing_requests=1, max_queued_requests=1, ray_actor_options=SMALL
-    )
-    auth_attributor = DEPLOYMENTS["Attributor"].options(ray_actor_options=SMALL).bind(auth_settings)
-    auth_gateway = (
-        DEPLOYMENTS["FeatureGateway"].options(ray_actor_options=SMALL).bind(auth_settings, auth_attributor)
-    )
-    serve.run(
-        auth_ingress.bind(auth_settings, *handles, auth_attributor, [auth_gateway]),
-        name=AUTH_APP,
-        route_prefix="/cliplens-auth",
-    )
+    # The auth app's ingress takes one call and queues one more: the bound the tests push against.
+    bounded = {
+        **TEST_OPTIONS,
+        "CliplensIngress": {
+            **TEST_OPTIONS["CliplensIngress"],
+            "max_ongoing_requests": 1,
+            "max_queued_requests": 1,
+        },
+    }
+    start_app(auth_settings, bounded, proxies, name=AUTH_APP)
     try:
         yield ServeApp(
             f"127.0.0.1:{grpc_port}",

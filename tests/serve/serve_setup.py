@@ -2,15 +2,19 @@
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
-from concurrent.futures import ThreadPoolExecutor
+import time
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import grpc
 import numpy as np
-from demo_index import FINAL_SAE, DemoIndex
+from grpc_health.v1 import health_pb2, health_pb2_grpc
 
+from cliplens.demo.catalogue import DemoIndex
 from cliplens.serve.settings import AppSettings
 from cliplens.store.local_stack import RedisServer
 from cliplens_client import Client, RetryPolicy, RpcError
@@ -56,18 +60,36 @@ def same(a: Any, b: Any) -> bool:
     return bool(a == b)
 
 
-def concurrent_attribution_outcomes(client: Client, jpeg: bytes, calls: int = 12) -> list[str]:
-    """Status names ("ok" or the error code) of ``calls`` slow AttributeLatents calls made at once."""
+@contextlib.contextmanager
+def held_by_a_watch(channel: grpc.Channel, metadata: tuple[tuple[str, str], ...] = ()) -> Iterator[None]:
+    """A grpc.health.v1 Watch stream, open (its first answer has arrived, so a server slot holds it)
+    until the block ends: a call that stays in progress without timing anything."""
+    stream = health_pb2_grpc.HealthStub(channel).Watch(health_pb2.HealthCheckRequest(), metadata=metadata)
+    first = next(stream)
+    assert first.status == health_pb2.HealthCheckResponse.SERVING
+    try:
+        yield
+    finally:
+        stream.cancel()
 
-    def attribute(_: int) -> str:
-        try:
-            client.attribute_latents(FINAL_SAE, jpeg, ["a cat", "a dog"], top_n=100)
-            return "ok"
-        except RpcError as error:
-            return error.code.name
 
-    with ThreadPoolExecutor(calls) as pool:
-        return list(pool.map(attribute, range(calls)))
+def outcome(call: Callable[[], object]) -> str:
+    """ "ok", or the status code's name of the gRPC error that ``call`` raised."""
+    try:
+        call()
+        return "ok"
+    except grpc.RpcError as error:
+        return error.code().name  # type: ignore[no-any-return]
+    except RpcError as error:
+        return error.code.name
+
+
+def eventually_ok(attempt: Callable[[], str], timeout_s: float = 30.0) -> str:
+    """``attempt()`` until it says "ok" or ``timeout_s`` passes; its last outcome."""
+    deadline = time.monotonic() + timeout_s
+    while (result := attempt()) != "ok" and time.monotonic() < deadline:
+        time.sleep(0.1)
+    return result
 
 
 def image_path(tmp_path: Path, data: bytes) -> Path:

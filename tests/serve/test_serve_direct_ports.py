@@ -8,11 +8,11 @@ from typing import Any
 
 import grpc
 import pytest
-from demo_index import FINAL_SAE, PATCH_SAE
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha.proto_reflection_descriptor_database import ProtoReflectionDescriptorDatabase
-from serve_setup import TOKEN, ServeApp, concurrent_attribution_outcomes, same
+from serve_setup import TOKEN, ServeApp, eventually_ok, held_by_a_watch, outcome, same
 
+from cliplens.demo.catalogue import FINAL_SAE, PATCH_SAE
 from cliplens_client import Client, LatentEdit, ObjectKey, RetryPolicy
 from cliplens_client.errors import (
     AuthenticationError,
@@ -150,8 +150,18 @@ def test_direct_port_health_and_reflection(serve_app: ServeApp, port: str) -> No
 
 
 def test_attribution_port_beyond_its_concurrency_is_resource_exhausted(serve_app: ServeApp) -> None:
-    """The auth app's Attributor port takes one call at a time (max_concurrent_rpcs: 1)."""
-    with auth_client(serve_app, "attribution", TOKEN, retry=RetryPolicy(max_attempts=1)) as c:
-        outcomes = concurrent_attribution_outcomes(c, serve_app.index.jpegs[0])
-    assert "RESOURCE_EXHAUSTED" in outcomes and "ok" in outcomes
-    assert set(outcomes) <= {"ok", "RESOURCE_EXHAUSTED"}
+    """The auth app's Attributor port takes one call at a time (max_concurrent_rpcs: 1): while a
+    Watch holds it, AttributeLatents is refused; after, it is answered."""
+    credentials = grpc.ssl_channel_credentials(serve_app.auth_attribution_root)
+    with (
+        grpc.secure_channel(serve_app.auth_attribution_address, credentials) as channel,
+        auth_client(serve_app, "attribution", TOKEN, retry=RetryPolicy(max_attempts=1)) as client,
+    ):
+
+        def attribute() -> object:
+            return client.attribute_latents(FINAL_SAE, serve_app.index.jpegs[0], ["a cat"], top_n=3)
+
+        with held_by_a_watch(channel):
+            while_held = outcome(attribute)
+        after = eventually_ok(lambda: outcome(attribute))  # the server frees the slot when it sees the cancel
+    assert (while_held, after) == ("RESOURCE_EXHAUSTED", "ok")

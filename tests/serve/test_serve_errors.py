@@ -4,13 +4,14 @@ from __future__ import annotations
 
 import re
 from collections.abc import Iterator
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import ThreadPoolExecutor, as_completed
 
 import grpc
 import pytest
-from demo_index import FINAL_SAE
-from serve_setup import APP, AUTH_APP, TOKEN, ServeApp, concurrent_attribution_outcomes
+from grpc_health.v1 import health_pb2, health_pb2_grpc
+from serve_setup import APP, AUTH_APP, TOKEN, ServeApp, held_by_a_watch, outcome
 
+from cliplens.demo.catalogue import FINAL_SAE
 from cliplens_client import (
     AuthenticationError,
     Client,
@@ -18,7 +19,6 @@ from cliplens_client import (
     LatentEdit,
     NotFoundError,
     ObjectKey,
-    RetryPolicy,
 )
 from cliplens_client.v1 import (
     attribution_pb2,
@@ -129,8 +129,18 @@ def test_auth_accepts_the_token_and_auth_off_needs_none(serve_app: ServeApp, cli
 
 
 def test_full_queue_is_resource_exhausted(serve_app: ServeApp) -> None:
-    """The auth app's ingress takes one request at a time and queues one more."""
-    with serve_app.client(AUTH_APP, token=TOKEN, retry=RetryPolicy(max_attempts=1)) as c:
-        outcomes = concurrent_attribution_outcomes(c, serve_app.index.jpegs[0])
-    assert "RESOURCE_EXHAUSTED" in outcomes and "ok" in outcomes
-    assert set(outcomes) <= {"ok", "RESOURCE_EXHAUSTED"}
+    """The auth app's ingress takes one call at a time and queues one more: with one Watch in
+    progress, of two further calls one waits in the queue and the other is refused at once; the
+    waiting one is answered when the Watch ends."""
+    routed = (("application", AUTH_APP),)
+    with grpc.insecure_channel(serve_app.address) as channel, ThreadPoolExecutor(2) as pool:
+        stub = health_pb2_grpc.HealthStub(channel)
+
+        def check() -> object:
+            return stub.Check(health_pb2.HealthCheckRequest(), metadata=routed, timeout=120)
+
+        with held_by_a_watch(channel, routed):
+            calls = [pool.submit(outcome, check) for _ in range(2)]
+            first = next(as_completed(calls)).result()
+        outcomes = sorted(call.result() for call in calls)
+    assert first == "RESOURCE_EXHAUSTED" and outcomes == ["RESOURCE_EXHAUSTED", "ok"]

@@ -6,9 +6,9 @@ import time
 import urllib.request
 
 import pytest
-from demo_index import FINAL_SAE
 from serve_setup import ServeApp
 
+from cliplens.demo.catalogue import FINAL_SAE
 from cliplens_client import Client
 from cliplens_client.errors import NotFoundError
 

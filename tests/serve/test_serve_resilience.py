@@ -6,9 +6,9 @@ import time
 
 import pytest
 import ray
-from demo_index import FINAL_SAE
 from serve_setup import APP, ServeApp
 
+from cliplens.demo.catalogue import FINAL_SAE
 from cliplens_client import Client, LatentInfo, RetryPolicy
 
 
@@ -60,17 +60,22 @@ def test_answers_fall_back_to_the_store_with_the_same_numbers_and_return_to_redi
     assert info_after_restart.source == "redis" and numbers(info_after_restart) == numbers(info_redis)
 
 
+def encoder_replicas() -> list[dict[str, str]]:
+    """The named actors of the demo app's Encoder replicas (not the auth app's)."""
+    return [a for a in ray.util.list_named_actors(all_namespaces=True) if f"{APP}#Encoder#" in a["name"]]
+
+
 def test_client_retries_through_a_killed_replica(serve_app: ServeApp) -> None:
     from ray import serve
 
     status = serve.status().applications[APP].deployments["Encoder"]
     assert status.status.value == "HEALTHY"
-    actors = [a for a in ray.util.list_named_actors(all_namespaces=True) if "Encoder" in a["name"]]
+    actors = encoder_replicas()
     assert len(actors) == 1
     ray.kill(ray.get_actor(actors[0]["name"], namespace=actors[0]["namespace"]), no_restart=True)
     retry = RetryPolicy(max_attempts=40, initial_backoff=0.2, max_backoff=2.0)
     with serve_app.client(retry=retry) as c:
         result = c.embed_texts("demo", ["a photo of a cat"])
     assert result.vectors.shape == (1, 128)
-    new_actors = [a for a in ray.util.list_named_actors(all_namespaces=True) if "Encoder" in a["name"]]
+    new_actors = encoder_replicas()
     assert new_actors and new_actors != actors

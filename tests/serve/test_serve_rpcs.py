@@ -5,7 +5,6 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
-from demo_index import FINAL_SAE, PATCH_SAE, RUN_ID
 from serve_setup import ServeApp
 
 from cliplens.core.attribution import attribute_latents
@@ -14,6 +13,7 @@ from cliplens.core.models import LoadedClip
 from cliplens.core.sae import Sae
 from cliplens.core.steering import LatentEdit as CoreEdit
 from cliplens.core.steering import steer_and_classify
+from cliplens.demo.catalogue import FINAL_SAE, PATCH_SAE, RUN_ID
 from cliplens.store import LocalStore, decode_image, load_sae_from_store
 from cliplens_client import Client, LatentEdit, ObjectKey
 

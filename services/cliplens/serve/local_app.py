@@ -14,7 +14,7 @@ from cliplens.serve.settings import AppSettings
 from cliplens.store import ObjectStore, TopKCache, fill_cache, load_results
 
 APP_NAME = "cliplens"
-ROUTE_PREFIX = "/cliplens"
+ROUTE_PREFIX = f"/{APP_NAME}"
 # CPUs reserved per replica on one machine: together under two cores, so that a 2-core laptop
 # places every replica (they are scheduling tokens; each replica still uses the cores it finds).
 LOCAL_CPUS: dict[str, float] = {
@@ -71,9 +71,14 @@ def fill_cold_cache(settings: AppSettings, store: ObjectStore) -> list[str]:
 
 
 def start_app(
-    settings: AppSettings, options: Mapping[str, Mapping[str, Any]], ports: ServePorts = ServePorts()
+    settings: AppSettings,
+    options: Mapping[str, Mapping[str, Any]],
+    ports: ServePorts = ServePorts(),
+    name: str = APP_NAME,
 ) -> None:
-    """Start Serve's proxies in this process's Ray and deploy the app; returns once it is running."""
+    """Start Serve's proxies in this process's Ray (once: a second app joins them) and deploy the app
+    as ``name`` (routed with the ``application`` metadata); returns once it is running. The one way
+    the CLI, the demo, the benchmarks and the tests start it."""
     from ray import serve
     from ray.serve.config import gRPCOptions
 
@@ -81,4 +86,4 @@ def start_app(
         http_options={"host": ports.host, "port": ports.http},
         grpc_options=gRPCOptions(port=ports.grpc, grpc_servicer_functions=GRPC_SERVICER_FUNCTIONS),
     )
-    serve.run(compose(settings, options), name=APP_NAME, route_prefix=ROUTE_PREFIX)
+    serve.run(compose(settings, options), name=name, route_prefix=f"/{name}")

@@ -1,4 +1,6 @@
-"""A small served catalogue built on the demo model: two SAEs, their top-k index and an image bucket."""
+"""A small served catalogue on the demo model, for the serve tests and benchmarks: two SAEs (final site
+and a patch site) trained in seconds on 192 sample images, their feature index in the store and Redis,
+and an image bucket holding those images."""
 
 from __future__ import annotations
 
