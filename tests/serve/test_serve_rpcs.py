@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 import pytest
 import torch
@@ -15,6 +17,7 @@ from cliplens.core.steering import LatentEdit as CoreEdit
 from cliplens.core.steering import steer_and_classify
 from cliplens.demo.catalogue import FINAL_SAE, PATCH_SAE, RUN_ID
 from cliplens.store import LocalStore, decode_image, load_sae_from_store
+from cliplens.store.head_results import describe_heads_cached, rank_heads_cached
 from cliplens_client import Client, LatentEdit, ObjectKey
 
 
@@ -165,3 +168,23 @@ def test_latent_info_and_search(client: Client) -> None:
     search = client.search_latents(FINAL_SAE, "a red car", top_n=5)
     alignments = [m.alignment for m in search.matches]
     assert len(alignments) == 5 and alignments == sorted(alignments, reverse=True)
+
+
+def test_heads_are_described_and_ranked_once_then_read_from_the_store(
+    client: Client, serve_app: ServeApp, demo_clip: LoadedClip, tmp_path: Path
+) -> None:
+    pool = ["a cat", "a dog", "a ship", "a truck", "a red thing", "a blue thing", "a bird", "a frog"]
+    first = client.describe_heads("demo", pool=pool, per_head=2, layers=[3], timeout=600)
+    again = client.describe_heads("demo", pool=pool, per_head=2, layers=[3], timeout=600)
+    assert (first.cached, again.cached) == (False, True) and again.heads == first.heads
+    local = describe_heads_cached(LocalStore(tmp_path / "a"), demo_clip, pool=pool, per_head=2, layers=[3])
+    assert [(h.layer, h.head) for h in first.heads] == [(h.layer, h.head) for h in local.result.heads]
+    for served, expected in zip(first.heads, local.result.heads, strict=True):
+        assert [d.text for d in served.descriptions] == [p.text for p in expected.descriptions]
+        assert served.variance == pytest.approx(expected.variance, rel=1e-4)
+    ranking = client.rank_heads("demo", max_images=64, top_n=3, timeout=600)
+    expected_ranking = rank_heads_cached(LocalStore(tmp_path / "b"), demo_clip, max_images=64).result
+    assert ranking.accuracy == pytest.approx(expected_ranking.accuracy) and ranking.n_images == 64
+    assert [(h.layer, h.head, round(h.accuracy_drop, 6)) for h in ranking.heads] == [
+        (h.layer, h.head, round(h.accuracy_drop, 6)) for h in expected_ranking.top(3)
+    ]
