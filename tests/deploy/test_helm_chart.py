@@ -11,7 +11,9 @@ import copy
 import gzip
 import json
 import os
+import re
 import subprocess
+from dataclasses import dataclass
 from functools import cache
 from pathlib import Path
 from typing import Any
@@ -20,7 +22,14 @@ import jsonschema
 import kubernetes_validate
 import pytest
 import yaml
+from pydantic import BaseModel, TypeAdapter
 
+from cliplens.serve.deployment_defaults import (
+    BATCHED,
+    DEPLOYMENT_DEFAULTS,
+    check_batching,
+    deployment_options,
+)
 from cliplens.serve.settings import AppSettings
 
 REPO = Path(__file__).resolve().parents[2]
@@ -39,6 +48,10 @@ EXTERNAL = [
 ]  # fmt: skip
 EXTRACT = ["--set", "extractJob.enabled=true", "--set", "extractJob.clusterName=cliplens-raycluster-abcde"]
 CPU = ["-f", str(CHART / "values-cpu.yaml")]
+TLS_DIR = "/etc/cliplens/direct-tls"  # values.yaml's directPortsTls.mountPath
+TLS = ["--set", "directPortsTls.secretName=cliplens-direct-tls"]
+VALUES = yaml.safe_load((CHART / "values.yaml").read_text())
+CPU_VALUES = yaml.safe_load((CHART / "values-cpu.yaml").read_text())
 Manifest = dict[str, Any]
 
 
@@ -63,9 +76,6 @@ def _render(release: str, args: tuple[str, ...]) -> tuple[Manifest, ...]:
     return tuple(doc for doc in yaml.safe_load_all(out) if doc)
 
 
-HEAD_PLACEMENT = {"num_cpus": 0, "num_gpus": 0, "resources": {"cliplens_feature_port": 1}}
-
-
 def render(*args: str, release: str = RELEASE) -> list[Manifest]:
     """The rendered manifests (deep copies: tests may change them)."""
     return copy.deepcopy(list(_render(release, args)))
@@ -84,6 +94,16 @@ def serve_config(manifests: list[Manifest]) -> dict[str, Any]:
 
 def deployments(config: dict[str, Any]) -> dict[str, dict[str, Any]]:
     return {d["name"]: d for d in config["applications"][0]["deployments"]}
+
+
+def file_config() -> dict[str, Any]:
+    config: dict[str, Any] = yaml.safe_load(SERVE_CONFIG.read_text())
+    return config
+
+
+def file_args() -> dict[str, Any]:
+    args: dict[str, Any] = file_config()["applications"][0]["args"]
+    return args
 
 
 def pod_templates(manifests: list[Manifest]) -> dict[str, dict[str, Any]]:
@@ -125,6 +145,7 @@ VARIANTS: dict[str, tuple[list[str], set[str]]] = {
     "cpu": (CPU, {"RayService", "Secret", "Service", "StatefulSet", "Deployment"}),
     "external": (EXTERNAL, {"RayService", "Secret", "Service"}),
     "extract-job": (EXTRACT, {"RayService", "RayJob", "Secret", "Service", "StatefulSet", "Deployment"}),
+    "direct-ports-tls": (TLS, {"RayService", "Secret", "Service", "StatefulSet", "Deployment"}),
 }
 
 
@@ -157,9 +178,10 @@ def test_validation_is_strict() -> None:
 
 
 def charted_serve_config() -> dict[str, Any]:
-    """deploy/serve_config.yaml with the one default the chart changes: the FeatureGateway on the head."""
-    config: dict[str, Any] = yaml.safe_load(SERVE_CONFIG.read_text())
-    deployments(config)["FeatureGateway"]["ray_actor_options"] = HEAD_PLACEMENT
+    """deploy/serve_config.yaml with the one entry values.yaml adds: the FeatureGateway on the head."""
+    config = file_config()
+    gateway = VALUES["serve"]["deployments"]["FeatureGateway"]
+    config["applications"][0]["deployments"].append({"name": "FeatureGateway", **gateway})
     return config
 
 
@@ -167,20 +189,53 @@ def test_serve_config_is_the_projects() -> None:
     link = CHART / "files" / "serve_config.yaml"
     assert link.read_bytes() == SERVE_CONFIG.read_bytes()
     assert serve_config(render()) == charted_serve_config()
+    # The chart sets values through the environment: without serve.args, the args are the file's.
+    for args in (CPU, EXTERNAL, TLS):
+        assert serve_config(render(*args))["applications"][0]["args"] == file_args()
+    assert serve_config(render(release="demo"))["applications"][0]["args"] == file_args()
+
+
+def test_serve_args_merge_into_the_files() -> None:
+    args = serve_config(render("--set", "serve.args.attribution_port.max_concurrent_rpcs=64"))
+    assert args["applications"][0]["args"] == {
+        **file_args(),
+        "attribution_port": {**file_args()["attribution_port"], "max_concurrent_rpcs": 64},
+    }
 
 
 def test_gpu_variant_keeps_num_gpus_and_cpu_variant_drops_them() -> None:
-    original = deployments(charted_serve_config())
     gpu, cpu = deployments(serve_config(render())), deployments(serve_config(render(*CPU)))
     assert sum(d["ray_actor_options"]["num_gpus"] for d in gpu.values()) > 0
-    for name, deployment in original.items():
+    assert set(cpu) == set(gpu)
+    for name, deployment in gpu.items():
         # Serve replaces the whole ray_actor_options dict: every variant must state both resources.
-        assert {"num_cpus", "num_gpus"} <= set(gpu[name]["ray_actor_options"])
-        assert gpu[name] == deployment
+        assert {"num_cpus", "num_gpus"} <= set(deployment["ray_actor_options"])
+        # values-cpu.yaml gives num_gpus only; the chart keeps the config's num_cpus.
         assert cpu[name]["ray_actor_options"] == {**deployment["ray_actor_options"], "num_gpus": 0}
         assert {k: v for k, v in cpu[name].items() if k != "ray_actor_options"} == {
             k: v for k, v in deployment.items() if k != "ray_actor_options"
         }
+
+
+@pytest.mark.parametrize("values", [VALUES, CPU_VALUES], ids=["values", "values-cpu"])
+def test_values_carry_only_overrides(values: dict[str, Any]) -> None:
+    """The shipped values give no app args (those live in deploy/serve_config.yaml) and each deployment
+    option they give differs from what it overrides: the file's entry, else the code's table."""
+    serve = values.get("serve", {})
+    assert not serve.get("args"), "app settings belong in deploy/serve_config.yaml"
+    in_file = {
+        name: {k: v for k, v in d.items() if k != "name"} for name, d in deployments(file_config()).items()
+    }
+    for name, override in serve.get("deployments", {}).items():
+        assert name in DEPLOYMENT_DEFAULTS, f"serve.deployments.{name}: not in DEPLOYMENT_DEFAULTS"
+        base = deployment_options(name, in_file.get(name))
+        for option, value in override.items():
+            if option == "ray_actor_options" and option in in_file.get(name, {}):
+                # Merged key by key into the file's dict: each key must change it.
+                for key, resource in value.items():
+                    assert resource != base[option].get(key), f"{name}.{option}.{key} restates {resource!r}"
+            else:  # a whole ray_actor_options replaces the table's (Serve's rule): complete, and different
+                assert value != base.get(option), f"{name}.{option} restates {value!r}"
 
 
 def test_gpus_on_the_worker_group_only() -> None:
@@ -200,6 +255,8 @@ def test_head_and_autoscaler() -> None:
     assert (worker["minReplicas"], worker["maxReplicas"]) == (1, 4)
     head = cluster["headGroupSpec"]
     assert head["rayStartParams"]["num-cpus"] == "0"
+    for group in [head, *cluster["workerGroupSpecs"]]:  # Ray's exporter on metrics.port
+        assert group["rayStartParams"]["metrics-export-port"] == str(VALUES["metrics"]["port"])
     ports = {p["containerPort"] for p in head["template"]["spec"]["containers"][0]["ports"]}
     assert {9000, 8000, 8265, 8080} <= ports
     assert {p["port"] for p in spec["serveService"]["spec"]["ports"]} == {9000, 8000}
@@ -231,8 +288,7 @@ def test_feature_gateway_runs_on_the_head_behind_its_service() -> None:
     no_gateway = render("--set", "serve.args.feature_port.port=0")
     assert not [m for m in no_gateway if m["metadata"]["name"].endswith("-features")]
     # Serve refuses options for a deployment the app does not have: the gateway's entry goes too.
-    shipped = set(deployments(yaml.safe_load(SERVE_CONFIG.read_text())))
-    assert set(deployments(serve_config(no_gateway))) == shipped - {"FeatureGateway"}
+    assert deployments(serve_config(no_gateway)) == deployments(file_config())
 
 
 def test_attributors_direct_port_is_a_headless_service_over_the_ray_pods() -> None:
@@ -264,23 +320,19 @@ def test_attributors_direct_port_is_a_headless_service_over_the_ray_pods() -> No
     assert "grpc-attribution" not in ports
 
 
-def test_direct_ports_speak_tls_from_a_mounted_secret(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setenv("CLIPLENS_S3_ENDPOINT", "minio:9000")  # the chart's env for the args' s3:// store
-    manifests = render("--set", "directPortsTls.secretName=cliplens-direct-tls")
-    args = serve_config(manifests)["applications"][0]["args"]
-    for name in ("feature_port", "attribution_port"):
-        assert args[name]["tls_cert_file"] == "/etc/cliplens/direct-tls/tls.crt"
-        assert args[name]["tls_key_file"] == "/etc/cliplens/direct-tls/tls.key"
-    AppSettings.model_validate(args)
-    cluster = one(manifests, "RayService")["spec"]["rayClusterConfig"]
-    for pod in [cluster["headGroupSpec"]["template"]] + [g["template"] for g in cluster["workerGroupSpecs"]]:
+def test_direct_ports_speak_tls_from_a_mounted_secret() -> None:
+    manifests = render(*TLS)
+    for pod in pod_templates(manifests).values():
         volumes = {v["name"]: v for v in pod["spec"]["volumes"]}
         assert volumes["direct-ports-tls"]["secret"]["secretName"] == "cliplens-direct-tls"
         mounts = {m["name"]: m["mountPath"] for m in pod["spec"]["containers"][0]["volumeMounts"]}
-        assert mounts["direct-ports-tls"] == "/etc/cliplens/direct-tls"
+        assert mounts["direct-ports-tls"] == TLS_DIR
         assert "api-tokens" in mounts  # the token file is still mounted beside it
-    plain = serve_config(render())["applications"][0]["args"]
-    assert all("tls_cert_file" not in plain[name] for name in ("feature_port", "attribution_port"))
+        env = env_of(pod)
+        for port in ("FEATURE_PORT", "ATTRIBUTION_PORT"):
+            assert env[f"CLIPLENS_{port}__TLS_CERT_FILE"]["value"] == f"{TLS_DIR}/tls.crt"
+            assert env[f"CLIPLENS_{port}__TLS_KEY_FILE"]["value"] == f"{TLS_DIR}/tls.key"
+    assert not [name for name in env_of(pod_templates(render())["head"]) if "TLS" in name]
 
 
 def env_of(template: dict[str, Any]) -> dict[str, dict[str, Any]]:
@@ -298,8 +350,7 @@ def test_in_chart_stores_wiring() -> None:
             "name": "cliplens-s3",
             "key": "secret-key",
         }
-        # The Serve config's redis_url names the in-chart Redis, so it is kept as is.
-        assert env["CLIPLENS_REDIS_URL"]["value"] == config["applications"][0]["args"]["redis_url"]
+        assert env["CLIPLENS_REDIS_URL"]["value"] == "redis://cliplens-redis:6379/0"
     services = {m["metadata"]["name"] for m in manifests if m["kind"] == "Service"}
     assert services == {"cliplens-minio", "cliplens-redis", "cliplens-features", "cliplens-attribution"}
     minio = one(manifests, "StatefulSet")["spec"]
@@ -317,8 +368,6 @@ def test_external_stores_and_redis_password() -> None:
     # Kubernetes expands $(VAR) only from variables defined earlier in the list.
     assert names.index("CLIPLENS_REDIS_PASSWORD") < names.index("CLIPLENS_REDIS_URL")
     assert "p4ss" not in yaml.safe_dump(one(manifests, "RayService"))
-    # The config's redis_url no longer names the right server: replicas read CLIPLENS_REDIS_URL.
-    assert "redis_url" not in serve_config(manifests)["applications"][0]["args"]
     secrets = {s["metadata"]["name"] for s in manifests if s["kind"] == "Secret"}
     assert secrets == {
         "cliplens-redis-auth",
@@ -327,9 +376,7 @@ def test_external_stores_and_redis_password() -> None:
 
 
 def test_api_tokens_mounted_at_the_configured_file() -> None:
-    token_file = Path(
-        yaml.safe_load(SERVE_CONFIG.read_text())["applications"][0]["args"]["auth"]["token_file"]
-    )
+    token_file = Path(file_args()["auth"]["token_file"])
     manifests = render("--set", "apiTokens.tokens={a,b}")
     secret = next(m for m in manifests if m["metadata"]["name"] == "cliplens-api-tokens")
     assert secret["data"]["tokens"] == "YQpiCg=="  # "a\nb\n"
@@ -355,7 +402,16 @@ def test_extract_job_runs_on_the_given_cluster() -> None:
         (["--set", "s3.endpoint=s3.example.com:443"], "s3.existingSecret"),
         (["--set", "minio.enabled=false"], "set s3.endpoint"),
         (["--set", "extractJob.enabled=true"], "extractJob.clusterName is required"),
-        (["--set", "serve.deployments.Encoderr.max_ongoing_requests=1"], "serve.deployments.Encoderr"),
+        # The chart knows the code's deployments, and names them.
+        (
+            ["--set", "serve.deployments.Encoderr.max_ongoing_requests=1"],
+            f"serve.deployments.Encoderr: no such deployment ({', '.join(DEPLOYMENT_DEFAULTS)})",
+        ),
+        # Serve replaces the code's ray_actor_options: an entry must give both resources.
+        (
+            ["--set", "serve.deployments.FeatureGateway.ray_actor_options.num_cpus=null"],
+            "deployment FeatureGateway: ray_actor_options must give num_cpus and num_gpus",
+        ),
     ],
 )
 def test_misconfiguration_fails_with_a_message(args: list[str], message: str) -> None:
@@ -365,7 +421,151 @@ def test_misconfiguration_fails_with_a_message(args: list[str], message: str) ->
 
 
 def test_other_release_names_read_redis_from_the_environment() -> None:
-    manifests = render(release="demo")
-    env = env_of(pod_templates(manifests)["head"])
+    env = env_of(pod_templates(render(release="demo"))["head"])
     assert env["CLIPLENS_REDIS_URL"]["value"] == "redis://demo-cliplens-redis:6379/0"
-    assert "redis_url" not in serve_config(manifests)["applications"][0]["args"]
+
+
+# ---- The settings the app builds in the chart's pods are what the values say ----
+
+
+def settings_env_names(
+    model: type[BaseModel] = AppSettings, prefix: str = "CLIPLENS_"
+) -> dict[str, tuple[str, ...]]:
+    """Every environment variable AppSettings reads (its alias, else prefix + field; nested with __),
+    with the field path it sets."""
+    names: dict[str, tuple[str, ...]] = {}
+    for name, field in model.model_fields.items():
+        alias = field.validation_alias
+        env = alias.upper() if isinstance(alias, str) else f"{prefix}{name.upper()}"
+        names[env] = (name,)
+        if isinstance(field.annotation, type) and issubclass(field.annotation, BaseModel):
+            nested = settings_env_names(field.annotation, f"{env}__")
+            names.update({sub: (name, *path) for sub, path in nested.items()})
+    return names
+
+
+def resolved_env(container: dict[str, Any]) -> dict[str, str]:
+    """A container's environment as Kubernetes gives it: $(NAME) expanded from the variables before it,
+    a Secret's value as a placeholder naming it."""
+    env: dict[str, str] = {}
+    for var in container["env"]:
+        if "valueFrom" in var:
+            ref = var["valueFrom"]["secretKeyRef"]
+            env[var["name"]] = f"secret-{ref['name']}-{ref['key']}"
+        else:
+            env[var["name"]] = re.sub(r"\$\((\w+)\)", lambda m: env.get(m[1], m[0]), var["value"])
+    return env
+
+
+def unread_variables(container: dict[str, Any], settings: AppSettings) -> list[str]:
+    """The container's CLIPLENS_* variables that AppSettings does not read back; a variable that is only
+    expanded into another one (the Redis password into the URL) is no setting."""
+    names = settings_env_names()
+    expanded = {m for var in container["env"] for m in re.findall(r"\$\((\w+)\)", var.get("value", ""))}
+    unread = []
+    for name, value in resolved_env(container).items():
+        if not name.startswith("CLIPLENS_") or name in expanded:
+            continue
+        actual: Any = settings
+        for part in names.get(name, ("<unknown>",)):
+            actual = getattr(actual, part, None)
+        if actual is None or TypeAdapter(type(actual)).validate_python(value) != actual:
+            unread.append(name)
+    return unread
+
+
+def pod_settings(args: dict[str, Any], env: dict[str, str], monkeypatch: pytest.MonkeyPatch) -> AppSettings:
+    """AppSettings as build_app makes them in a pod: the args, over this environment only."""
+    for name in [name for name in os.environ if name.upper().startswith("CLIPLENS_")]:
+        monkeypatch.delenv(name)
+    for name, value in env.items():
+        monkeypatch.setenv(name, value)
+    return AppSettings.model_validate(args)
+
+
+@dataclass(frozen=True)
+class Pods:
+    """What the values say the app's settings are in the Ray pods."""
+
+    args: tuple[str, ...]
+    store: str
+    s3_endpoint: str
+    s3_secure: bool
+    redis_url: str
+    tls: bool = False
+    release: str = RELEASE
+
+
+FILE_STORE = file_args()["store_uri"]
+IN_CHART = {
+    "s3_endpoint": "cliplens-minio:9000",
+    "s3_secure": False,
+    "redis_url": "redis://cliplens-redis:6379/0",
+}
+POD_VARIANTS = {
+    "default": Pods((), FILE_STORE, **IN_CHART),
+    "cpu": Pods(tuple(CPU), FILE_STORE, **IN_CHART),
+    "external": Pods(
+        tuple(EXTERNAL),
+        FILE_STORE,
+        "https://s3.example.com",
+        True,
+        "redis://:secret-cliplens-redis-auth-password@redis.cache.svc:6379/0",
+    ),
+    "direct-ports-tls": Pods(tuple(TLS), FILE_STORE, **IN_CHART, tls=True),
+    "other-release": Pods(
+        (),
+        FILE_STORE,
+        "demo-cliplens-minio:9000",
+        False,
+        "redis://demo-cliplens-redis:6379/0",
+        release="demo",
+    ),
+    "store": Pods(("--set", "serve.args.store_uri=s3://other/store"), "s3://other/store", **IN_CHART),
+}
+
+
+@pytest.mark.parametrize("variant", POD_VARIANTS)
+def test_app_settings_in_the_pods_are_the_values(variant: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    """serveConfigV2's args and each Ray container's environment, read as Serve's build_app reads them."""
+    want = POD_VARIANTS[variant]
+    manifests = render(*want.args, release=want.release)
+    app = serve_config(manifests)["applications"][0]
+    services = {m["metadata"]["name"].rsplit("-", 1)[-1]: m for m in manifests if m["kind"] == "Service"}
+    for group, template in pod_templates(manifests).items():
+        container = template["spec"]["containers"][0]
+        env = resolved_env(container)
+        with monkeypatch.context() as patch:
+            settings = pod_settings(app["args"], env, patch)
+        assert unread_variables(container, settings) == [], (
+            f"{group}: CLIPLENS_* variables AppSettings does not read"
+        )
+        # The store: the app's, and the batch jobs' on the cluster.
+        assert settings.store_uri == env["CLIPLENS_STORE"] == want.store
+        s3 = settings.s3()
+        assert s3 is not None and settings.s3_endpoint == want.s3_endpoint and s3.secure is want.s3_secure
+        assert settings.cache_url == want.redis_url
+        tls_files = (f"{TLS_DIR}/tls.crt", f"{TLS_DIR}/tls.key") if want.tls else (None, None)
+        ports = {p["containerPort"] for p in container["ports"]}
+        for name, port in (("features", settings.feature_port), ("attribution", settings.attribution_port)):
+            assert (port.tls_cert_file, port.tls_key_file) == tls_files
+            assert port.port and [p["port"] for p in services[name]["spec"]["ports"]] == [port.port]
+            assert port.port in ports or (name == "features" and group != "head")
+        mounts = {m["mountPath"] for m in container["volumeMounts"]}
+        assert settings.auth.token_file and str(Path(settings.auth.token_file).parent) in mounts
+    overrides = {
+        name: {k: v for k, v in d.items() if k != "name"}
+        for name, d in deployments(serve_config(manifests)).items()
+    }
+    for name, setting in BATCHED.items():  # table + overrides take a whole batch
+        check_batching(
+            name, deployment_options(name, overrides.get(name)), getattr(settings, setting).max_batch_size
+        )
+
+
+def test_an_unknown_variable_is_caught(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A misspelt CLIPLENS_* name is a chart/code disagreement (else the check above would prove little)."""
+    extra = json.dumps([{"name": "CLIPLENS_REDIS_ULR", "value": "redis://x:6379/0"}])
+    container = pod_templates(render("--set-json", f"extraEnv={extra}"))["head"]["spec"]["containers"][0]
+    settings = pod_settings(file_args(), resolved_env(container), monkeypatch)
+    assert unread_variables(container, settings) == ["CLIPLENS_REDIS_ULR"]

@@ -75,50 +75,61 @@ app.kubernetes.io/managed-by: {{ .Release.Service }}
 {{- end }}
 
 {{/*
-The Serve config: files/serve_config.yaml with serve.args and serve.deployments applied (one level,
-as Serve replaces fields), and args.redis_url dropped when it is not the URL this chart builds.
+The Serve config: files/serve_config.yaml (deploy/serve_config.yaml) with the user's overrides.
+- serve.args is merged into the application's args (nested dicts key by key).
+- serve.deployments is merged into the deployments by name: each field replaces the file's, except
+  ray_actor_options, merged key by key (a deployment the file leaves out gets an entry). Serve
+  replaces the code's ray_actor_options wholesale, so the result must give num_cpus and num_gpus.
+- With args.feature_port.port 0 the app has no FeatureGateway, and Serve refuses options for a
+  deployment the app lacks: its entry is left out.
+Servers (S3, Redis) and the direct ports' TLS files are not args: they reach the app as CLIPLENS_*
+variables (cliplens.env).
 */}}
 {{- define "cliplens.serveConfig" -}}
 {{- $config := .Files.Get "files/serve_config.yaml" | fromYaml }}
 {{- if not $config.applications }}{{ fail "files/serve_config.yaml is missing or has no applications" }}{{ end }}
 {{- $app := first $config.applications }}
-{{- $args := $app.args | default dict }}
-{{- range $key, $value := .Values.serve.args }}
-{{- $_ := set $args $key $value }}
-{{- end }}
-{{- if and (hasKey $args "redis_url") (not (hasKey .Values.serve.args "redis_url")) (ne $args.redis_url (include "cliplens.redis.url" .)) }}
-{{- $_ := unset $args "redis_url" }}
-{{- end }}
-{{- with .Values.directPortsTls.secretName }}
-{{- range $name := list "feature_port" "attribution_port" }}
-{{- $port := get $args $name | default dict }}
-{{- if ($port.port | default 0 | int) }}
-{{- $_ := set $port "tls_cert_file" (printf "%s/tls.crt" $.Values.directPortsTls.mountPath) }}
-{{- $_ := set $port "tls_key_file" (printf "%s/tls.key" $.Values.directPortsTls.mountPath) }}
-{{- $_ := set $args $name $port }}
-{{- end }}
-{{- end }}
-{{- end }}
+{{- $args := mergeOverwrite ($app.args | default dict) (deepCopy .Values.serve.args) }}
 {{- $_ := set $app "args" $args }}
-{{- $known := list }}
-{{- range $deployment := $app.deployments }}
-{{- $known = append $known $deployment.name }}
-{{- range $key, $value := get $.Values.serve.deployments $deployment.name | default dict }}
-{{- $_ := set $deployment $key $value }}
+{{- /* The code's DEPLOYMENT_DEFAULTS (cliplens.serve.deployment_defaults); a test keeps them equal. */}}
+{{- $known := list "CliplensIngress" "Encoder" "SaeRunner" "Attributor" "FeatureGateway" }}
+{{- $entries := dict }}
+{{- range $deployment := $app.deployments }}{{ $_ := set $entries $deployment.name $deployment }}{{ end }}
+{{- range $name := $known }}
+{{- with get $.Values.serve.deployments $name }}
+{{- $entry := get $entries $name | default (dict "name" $name) }}
+{{- range $key, $value := . }}
+{{- if eq $key "ray_actor_options" }}
+{{- $value = mergeOverwrite (deepCopy ($entry.ray_actor_options | default dict)) (deepCopy $value) }}
+{{- end }}
+{{- $_ := set $entry $key $value }}
+{{- end }}
+{{- $_ := set $entries $name $entry }}
 {{- end }}
 {{- end }}
 {{- range $name, $_ := .Values.serve.deployments }}
-{{- if not (has $name $known) }}{{ fail (printf "serve.deployments.%s: no such deployment in the Serve config (%s)" $name (join ", " $known)) }}{{ end }}
+{{- if not (has $name $known) }}{{ fail (printf "serve.deployments.%s: no such deployment (%s)" $name (join ", " $known)) }}{{ end }}
 {{- end }}
-{{- /* feature_port.port 0: the app has no FeatureGateway, and Serve refuses options for a deployment it lacks. */}}
-{{- if not (($args.feature_port | default dict).port | default 0 | int) }}
+{{- $featurePort := (($args.feature_port | default dict).port | default 0) | int }}
 {{- $kept := list }}
-{{- range $deployment := $app.deployments }}
-{{- if ne $deployment.name "FeatureGateway" }}{{ $kept = append $kept $deployment }}{{ end }}
+{{- range $name := $known }}
+{{- $entry := get $entries $name }}
+{{- if and $entry (or $featurePort (ne $name "FeatureGateway")) }}
+{{- with $entry.ray_actor_options }}
+{{- if not (and (hasKey . "num_cpus") (hasKey . "num_gpus")) }}
+{{- fail (printf "deployment %s: ray_actor_options must give num_cpus and num_gpus (Serve replaces the code's dict)" $name) }}
+{{- end }}
+{{- end }}
+{{- $kept = append $kept $entry }}
+{{- end }}
 {{- end }}
 {{- $_ := set $app "deployments" $kept }}
-{{- end }}
 {{- toYaml $config }}
+{{- end }}
+
+{{/* The application's args in the Serve config (after serve.args). */}}
+{{- define "cliplens.args" -}}
+{{- (first (include "cliplens.serveConfig" . | fromYaml).applications).args | toYaml }}
 {{- end }}
 
 {{- define "cliplens.podAnnotations" -}}
@@ -129,11 +140,18 @@ prometheus.io/path: /metrics
 {{- end }}
 {{- end }}
 
-{{/* Environment of every Ray container: the store, S3, Redis, plus extraEnv. */}}
+{{/*
+Environment of every Ray container: the app's connections as AppSettings reads them (CLIPLENS_* names,
+nested fields with __), for the replicas and for batch jobs started on the cluster, plus extraEnv.
+CLIPLENS_STORE is the Serve config's store_uri (an arg, which wins over it in the app), for the jobs.
+CLIPLENS_REDIS_PASSWORD is no setting: Kubernetes expands it into CLIPLENS_REDIS_URL.
+*/}}
 {{- define "cliplens.env" -}}
-{{- $config := include "cliplens.serveConfig" . | fromYaml }}
+{{- $args := include "cliplens.args" . | fromYaml }}
+{{- with $args.store_uri }}
 - name: CLIPLENS_STORE
-  value: {{ (first $config.applications).args.store_uri | quote }}
+  value: {{ . | quote }}
+{{- end }}
 - name: CLIPLENS_S3_ENDPOINT
   value: {{ include "cliplens.s3.endpoint" . | quote }}
 - name: CLIPLENS_S3_SECURE
@@ -155,15 +173,17 @@ prometheus.io/path: /metrics
 {{- end }}
 - name: CLIPLENS_REDIS_URL
   value: {{ include "cliplens.redis.url" . | quote }}
+{{- with .Values.directPortsTls.secretName }}
+{{- range $port := list "FEATURE_PORT" "ATTRIBUTION_PORT" }}
+- name: CLIPLENS_{{ $port }}__TLS_CERT_FILE
+  value: {{ printf "%s/tls.crt" $.Values.directPortsTls.mountPath | quote }}
+- name: CLIPLENS_{{ $port }}__TLS_KEY_FILE
+  value: {{ printf "%s/tls.key" $.Values.directPortsTls.mountPath | quote }}
+{{- end }}
+{{- end }}
 {{- with .Values.extraEnv }}
 {{ toYaml . }}
 {{- end }}
-{{- end }}
-
-{{/* The FeatureGateway's direct port from the Serve config's args.feature_port (0: none). */}}
-{{- define "cliplens.featurePort" -}}
-{{- $config := include "cliplens.serveConfig" . | fromYaml }}
-{{- ((first $config.applications).args.feature_port | default dict).port | default 0 }}
 {{- end }}
 
 {{/* The label of every Ray pod (head and workers): what the headless attribution Service selects. */}}
@@ -171,10 +191,22 @@ prometheus.io/path: /metrics
 cliplens.io/ray-node: "true"
 {{- end }}
 
-{{/* The Attributors' direct port from the Serve config's args.attribution_port (0: none). */}}
+{{/* The direct ports from the app's args (0, the code's default: not served). */}}
+{{- define "cliplens.featurePort" -}}
+{{- ((include "cliplens.args" . | fromYaml).feature_port | default dict).port | default 0 }}
+{{- end }}
+
 {{- define "cliplens.attributionPort" -}}
-{{- $config := include "cliplens.serveConfig" . | fromYaml }}
-{{- ((first $config.applications).args.attribution_port | default dict).port | default 0 }}
+{{- ((include "cliplens.args" . | fromYaml).attribution_port | default dict).port | default 0 }}
+{{- end }}
+
+{{/* Serve's proxy ports (HTTP, gRPC) from the Serve config. */}}
+{{- define "cliplens.httpPort" -}}
+{{- (include "cliplens.serveConfig" . | fromYaml).http_options.port }}
+{{- end }}
+
+{{- define "cliplens.grpcPort" -}}
+{{- (include "cliplens.serveConfig" . | fromYaml).grpc_options.port }}
 {{- end }}
 
 {{/* A Ray container's ports: GCS, dashboard, client and the direct feature port on the head; Serve (HTTP, gRPC), the Attributors' direct port and metrics on all. */}}
@@ -188,8 +220,8 @@ cliplens.io/ray-node: "true"
 - {name: grpc-features, containerPort: {{ $featurePort }}}
 {{- end }}
 {{- end }}
-- {name: serve, containerPort: 8000}
-- {name: grpc, containerPort: 9000}
+- {name: serve, containerPort: {{ include "cliplens.httpPort" .root }}}
+- {name: grpc, containerPort: {{ include "cliplens.grpcPort" .root }}}
 {{- $attributionPort := include "cliplens.attributionPort" .root | int }}
 {{- if $attributionPort }}
 - {name: grpc-attribution, containerPort: {{ $attributionPort }}}
