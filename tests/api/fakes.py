@@ -35,7 +35,7 @@ from cliplens.serve.actor_types import (
     TextShare,
 )
 from cliplens.serve.catalog import Catalog
-from cliplens.serve.features import StatsAnswer, TopAnswer
+from cliplens.serve.feature_lookups import StatsAnswer, TopAnswer
 from cliplens.serve.settings import AppSettings
 from cliplens.store import LatentStats, LocalStore, TopKEntry, TopKRow, save_sae_to_store, write_topk_results
 from cliplens.store.head_results import CachedHeads

@@ -11,7 +11,7 @@ from cliplens.core.errors import InvalidInputError
 from cliplens.serve.attributor import Attributor
 from cliplens.serve.deployment_defaults import BATCHED, check_batching, deployment_options
 from cliplens.serve.encoder import Encoder
-from cliplens.serve.feature_port import FeatureGateway
+from cliplens.serve.feature_gateway import FeatureGateway
 from cliplens.serve.ingress import CliplensIngress
 from cliplens.serve.sae_runner import SaeRunner
 from cliplens.serve.settings import AppSettings

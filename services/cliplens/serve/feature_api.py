@@ -1,7 +1,7 @@
 """FeatureService: what the offline feature index knows about latents, and text search over them.
 
 TopActivations and LatentInfo's statistics come from Redis, or the store when Redis is down or
-cold (:class:`cliplens.serve.features.FeatureIndex`); labels and search come from the Attributor.
+cold (:class:`cliplens.serve.feature_lookups.FeatureLookups`); labels and search come from the Attributor.
 """
 
 from __future__ import annotations
@@ -9,7 +9,7 @@ from __future__ import annotations
 from cliplens.serve import responses
 from cliplens.serve.backends import AttributionBackend
 from cliplens.serve.catalog import Catalog
-from cliplens.serve.features import FeatureIndex
+from cliplens.serve.feature_lookups import FeatureLookups
 from cliplens.serve.request_checks import bounded, check_text
 from cliplens.serve.settings import AppSettings
 from cliplens_client.v1 import features_pb2
@@ -21,7 +21,11 @@ class FeatureApi:
     service = features_pb2.DESCRIPTOR.services_by_name["FeatureService"]
 
     def __init__(
-        self, settings: AppSettings, catalog: Catalog, features: FeatureIndex, attributor: AttributionBackend
+        self,
+        settings: AppSettings,
+        catalog: Catalog,
+        features: FeatureLookups,
+        attributor: AttributionBackend,
     ) -> None:
         self.settings, self.limits = settings, settings.limits
         self.catalog, self.features, self.attributor = catalog, features, attributor

@@ -22,7 +22,7 @@ from cliplens.serve.backends import AttributionBackend, EncoderBackend, SaeBacke
 from cliplens.serve.catalog import Catalog
 from cliplens.serve.encoder_api import EncoderApi
 from cliplens.serve.feature_api import FeatureApi
-from cliplens.serve.features import FeatureIndex
+from cliplens.serve.feature_lookups import FeatureLookups
 from cliplens.serve.model_api import ModelApi
 from cliplens.serve.request_checks import RequestImages
 from cliplens.serve.sae_api import SaeApi
@@ -54,7 +54,7 @@ class CliplensIngress:
         encoders: EncoderBackend = remote(encoder)
         attributors: AttributionBackend = remote(attributor, SAE_ROUTED)
         saes: SaeBackend = remote(sae, SAE_ROUTED)
-        features = FeatureIndex(store, settings.cache_url, settings.redis_timeout_s)
+        features = FeatureLookups(store, settings.cache_url, settings.redis_timeout_s)
         apis = (
             EncoderApi(settings, catalog, images, encoders),
             SaeApi(settings, catalog, images, encoders, saes),

@@ -15,7 +15,7 @@ from cliplens.serve.backends import AttributionBackend, remote
 from cliplens.serve.catalog import Catalog
 from cliplens.serve.direct_port import DirectPortHost
 from cliplens.serve.feature_api import FeatureApi
-from cliplens.serve.features import FeatureIndex
+from cliplens.serve.feature_lookups import FeatureLookups
 from cliplens.serve.settings import AppSettings
 
 
@@ -23,7 +23,7 @@ from cliplens.serve.settings import AppSettings
 class FeatureGateway:
     async def __init__(self, settings: AppSettings, attributor: DeploymentHandle) -> None:  # type: ignore[misc]  # Ray actors allow it
         store = settings.store()
-        features = FeatureIndex(store, settings.cache_url, settings.redis_timeout_s)
+        features = FeatureLookups(store, settings.cache_url, settings.redis_timeout_s)
         attributors: AttributionBackend = remote(attributor, ("labels", "search"))
         api = FeatureApi(settings, Catalog(settings, store), features, attributors)
         self.port = await DirectPortHost.start([api], TokenAuth(settings.auth), settings.feature_port)

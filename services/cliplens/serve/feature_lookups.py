@@ -57,7 +57,7 @@ class _StoredIndex:
         return TopKResult(sae_id, [row for rows in self.rows.values() for row in rows], self.stats)
 
 
-class FeatureIndex:
+class FeatureLookups:
     """Top activating inputs and statistics of latents, for SAEs of one store."""
 
     def __init__(self, store: ObjectStore, redis_url: str, timeout_s: float) -> None:
