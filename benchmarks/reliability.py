@@ -75,7 +75,7 @@ def running_app() -> Iterator[Running]:
 
     os.environ["RAY_metrics_report_interval_ms"] = "1000"  # noqa: SIM112 (Ray's own spelling)
     with tempfile.TemporaryDirectory() as tmp:
-        (Path(tmp) / "redis").mkdir()
+        (Path(tmp) / "redis").mkdir()  # an older tree's RedisServer does not create it
         redis = RedisServer(Path(tmp) / "redis")
         redis.start()
         index = build_demo_index(load_clip("demo", device="cpu"), Path(tmp), redis.url)

@@ -41,7 +41,6 @@ def serve_app(models: list[str], options: dict[str, dict[str, Any]], **args: Any
 
     with tempfile.TemporaryDirectory() as tmp:
         redis = RedisServer(Path(tmp) / "redis")
-        (Path(tmp) / "redis").mkdir()
         redis.start()
         index = build_demo_index(load_clip("demo", device="cpu"), Path(tmp), redis.url)
         ray.init(num_cpus=4, include_dashboard=False, log_to_driver=False, configure_logging=False)

@@ -1,18 +1,9 @@
-"""Small encoded images for requests."""
+"""Image messages for requests."""
 
 from __future__ import annotations
 
-import io
-
-from PIL import Image
-
 from cliplens_client.v1 import common_pb2
-
-
-def png(size: int = 8) -> bytes:
-    buffer = io.BytesIO()
-    Image.new("RGB", (size, size), (200, 30, 40)).save(buffer, format="PNG")
-    return buffer.getvalue()
+from image_bytes import png
 
 
 def image(data: bytes | None = None) -> common_pb2.Image:

@@ -101,11 +101,8 @@ class Answers:
 
 @pytest.fixture
 def redis(tmp_path: Path) -> Iterator[RedisServer]:
-    server = RedisServer(tmp_path / "redis")
-    (tmp_path / "redis").mkdir()
-    server.start()
-    yield server
-    server.stop()
+    with RedisServer(tmp_path / "redis") as server:
+        yield server
 
 
 def serve_args(indexed: Indexed, *extra: str) -> tuple[list[str], str]:

@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import io
-import struct
-import zlib
 from pathlib import Path
 
 import numpy as np
@@ -17,6 +15,7 @@ from PIL import Image
 from cliplens.cli import main
 from cliplens.core.models import LoadedClip
 from cliplens.store import ActivationRun, LocalStore, S3Config, open_store
+from image_bytes import png_claiming
 
 SITES = ("final", "resid:3:patches")
 
@@ -90,23 +89,8 @@ def corrupt_folder(directory: Path, cifar_sample: Path) -> dict[str, str]:
     (directory / "truncated.jpg").write_bytes(images[1][: len(images[1]) // 2])
     (directory / "empty.jpg").write_bytes(b"")
     (directory / "text.jpg").write_text("this is not an image\n")
-    (directory / "huge.png").write_bytes(_png_header(100_000, 100_000))
+    (directory / "huge.png").write_bytes(png_claiming(100_000, 100_000))
     return {"truncated": "truncated", "empty": "zero bytes", "text": "not an image", "huge": "too large"}
-
-
-def _png_header(width: int, height: int) -> bytes:
-    """A PNG that declares ``width`` x ``height`` pixels but carries almost no pixel data."""
-
-    def chunk(kind: bytes, body: bytes) -> bytes:
-        return struct.pack(">I", len(body)) + kind + body + struct.pack(">I", zlib.crc32(kind + body))
-
-    ihdr = struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0)
-    return (
-        b"\x89PNG\r\n\x1a\n"
-        + chunk(b"IHDR", ihdr)
-        + chunk(b"IDAT", zlib.compress(b"\0" * 64))
-        + chunk(b"IEND", b"")
-    )
 
 
 def test_corrupt_images_are_skipped_with_reasons(

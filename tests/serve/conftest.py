@@ -22,10 +22,8 @@ from cliplens_client import Client
 @pytest.fixture(scope="session")
 def serve_redis(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RedisServer]:
     """The app's own Redis: tests stop and restart it without touching the store tests' one."""
-    server = RedisServer(tmp_path_factory.mktemp("serve-redis"))
-    server.start()
-    yield server
-    server.stop()
+    with RedisServer(tmp_path_factory.mktemp("serve-redis")) as server:
+        yield server
 
 
 @pytest.fixture(scope="session")

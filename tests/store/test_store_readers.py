@@ -4,9 +4,7 @@ from __future__ import annotations
 
 import io
 import itertools
-import struct
 import tarfile
-import zlib
 from pathlib import Path
 
 import numpy as np
@@ -27,6 +25,7 @@ from cliplens.store import (
     read_webdataset,
 )
 from fixtures_servers import s3_store
+from image_bytes import png_claiming
 
 
 def encode(image: Image.Image, fmt: str, **params: object) -> bytes:
@@ -38,21 +37,6 @@ def encode(image: Image.Image, fmt: str, **params: object) -> bytes:
 def gradient(size: tuple[int, int] = (40, 30)) -> Image.Image:
     x = np.linspace(0, 255, size[0], dtype=np.uint8)[None, :].repeat(size[1], 0)
     return Image.fromarray(np.stack([x, 255 - x, np.full_like(x, 90)], -1), "RGB")
-
-
-def png_claiming(width: int, height: int) -> bytes:
-    """A PNG whose header claims ``width`` x ``height`` pixels, with almost no pixel data."""
-
-    def chunk(kind: bytes, body: bytes) -> bytes:
-        return struct.pack(">I", len(body)) + kind + body + struct.pack(">I", zlib.crc32(kind + body))
-
-    ihdr = struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0)
-    return (
-        b"\x89PNG\r\n\x1a\n"
-        + chunk(b"IHDR", ihdr)
-        + chunk(b"IDAT", zlib.compress(b"\0" * 64))
-        + chunk(b"IEND", b"")
-    )
 
 
 def test_decoding_corpus() -> None:

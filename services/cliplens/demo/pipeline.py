@@ -56,7 +56,6 @@ def local_stack(workdir: Path) -> Iterator[LocalStack]:
     s3 = SeaweedS3(workdir / "s3") if WEED.exists() else None
     try:
         env: dict[str, str] = {}
-        (workdir / "redis").mkdir(parents=True, exist_ok=True)
         redis.start()
         print(f"stack: Redis-protocol cache at {redis.url}")
         if s3 is not None:

@@ -16,7 +16,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import IO
+from typing import IO, Self
 
 import redis
 import urllib3
@@ -83,8 +83,25 @@ def redis_binary() -> Path:
         ) from None
 
 
+class LocalServer:
+    """A server process: ``start()``, ``stop()``, or a ``with`` block that does both."""
+
+    def start(self) -> None:
+        raise NotImplementedError
+
+    def stop(self) -> None:
+        raise NotImplementedError
+
+    def __enter__(self) -> Self:
+        self.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+
 @dataclass
-class RedisServer:
+class RedisServer(LocalServer):
     """A private redis-server without persistence."""
 
     directory: Path
@@ -97,6 +114,7 @@ class RedisServer:
 
     def start(self) -> None:
         self.port = self.port or free_ports(1)[0]
+        self.directory.mkdir(parents=True, exist_ok=True)
         self.process = subprocess.Popen(
             [
                 str(redis_binary()),
@@ -124,7 +142,7 @@ class RedisServer:
 
 
 @dataclass
-class SeaweedS3:
+class SeaweedS3(LocalServer):
     """``weed mini`` with enforced credentials; every one of its ports is a free one."""
 
     directory: Path
