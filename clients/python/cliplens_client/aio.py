@@ -3,39 +3,15 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Sequence
 from types import TracebackType
-from typing import Any
+from typing import TypeVar
 
 import grpc
-import numpy.typing as npt
-from google.protobuf.message import Message
 
-from cliplens_client import request_builders as build
-from cliplens_client.arrays import FloatDType
 from cliplens_client.base_client import BaseClient
-from cliplens_client.inputs import ImageInput, LatentEdit
-from cliplens_client.results import (
-    Decomposition,
-    Embeddings,
-    FloatArray,
-    HeadDescriptions,
-    HeadRanking,
-    LatentInfo,
-    LatentSearch,
-    ModelInfo,
-    Reconstruction,
-    SaeInfo,
-    SparseCodes,
-    Steering,
-    TextAttribution,
-    TopActivations,
-    activations_from_decode,
-    attributions_from_proto,
-    codes_from_encode,
-    models_from_proto,
-    saes_from_proto,
-)
+from cliplens_client.calls import RpcCall
+
+T = TypeVar("T")
 
 
 class AsyncClient(BaseClient):
@@ -62,171 +38,11 @@ class AsyncClient(BaseClient):
     ) -> None:
         await self.close()
 
-    async def _call(self, rpc: str, request: Message, timeout: float | None) -> Any:
-        attempts = self._attempts(rpc, timeout)
+    async def _call(self, call: RpcCall[T], /) -> T:
+        attempts = self._attempts(call.rpc, call.timeout)
         while True:
             try:
-                return attempts.answered(await attempts.send(request))
+                return call.parse(attempts.answered(await attempts.send(call.request)))
             except grpc.RpcError as error:
                 if delay := attempts.failed(error):
                     await asyncio.sleep(delay)
-
-    async def embed_images(
-        self,
-        model_id: str,
-        images: Sequence[ImageInput],
-        *,
-        normalize: bool = False,
-        dtype: FloatDType = "float32",
-        timeout: float | None = None,
-    ) -> Embeddings:
-        """Image embeddings ``(n_images, d_embed)``."""
-        request = build.embed_images(model_id, images, normalize, dtype)
-        return Embeddings.from_proto(await self._call("EmbedImages", request, timeout))
-
-    async def embed_texts(
-        self,
-        model_id: str,
-        texts: Sequence[str],
-        *,
-        normalize: bool = False,
-        dtype: FloatDType = "float32",
-        timeout: float | None = None,
-    ) -> Embeddings:
-        """Text embeddings ``(n_texts, d_embed)``."""
-        request = build.embed_texts(model_id, texts, normalize, dtype)
-        return Embeddings.from_proto(await self._call("EmbedTexts", request, timeout))
-
-    async def encode(
-        self,
-        sae_id: str,
-        *,
-        activations: npt.ArrayLike | None = None,
-        images: Sequence[ImageInput] | None = None,
-        max_active_per_row: int = 0,
-        timeout: float | None = None,
-    ) -> SparseCodes:
-        """Sparse latents of ``activations`` ``(..., d_in)`` or of ``images`` encoded up to the SAE's site."""
-        return codes_from_encode(
-            await self._call("Encode", build.encode(sae_id, activations, images, max_active_per_row), timeout)
-        )
-
-    async def decode(
-        self, sae_id: str, latents: npt.ArrayLike | SparseCodes, *, timeout: float | None = None
-    ) -> FloatArray:
-        """Activations ``(n, d_in)`` decoded from dense ``(n, d_sae)`` or sparse latents."""
-        return activations_from_decode(await self._call("Decode", build.decode(sae_id, latents), timeout))
-
-    async def reconstruct(
-        self,
-        sae_id: str,
-        *,
-        activations: npt.ArrayLike | None = None,
-        images: Sequence[ImageInput] | None = None,
-        include_latents: bool = False,
-        timeout: float | None = None,
-    ) -> Reconstruction:
-        """The SAE's reconstruction of ``activations`` or ``images``, with its error."""
-        request = build.reconstruct(sae_id, activations, images, include_latents)
-        return Reconstruction.from_proto(await self._call("Reconstruct", request, timeout))
-
-    async def attribute_latents(
-        self,
-        sae_id: str,
-        image: ImageInput,
-        texts: Sequence[str],
-        *,
-        top_n: int = 10,
-        patch_maps: bool = False,
-        timeout: float | None = None,
-    ) -> list[TextAttribution]:
-        """Per text: the image-text score and the SAE latents that carry it, in request order."""
-        request = build.attribute_latents(sae_id, image, texts, top_n, patch_maps)
-        return attributions_from_proto(await self._call("AttributeLatents", request, timeout))
-
-    async def decompose(
-        self, model_id: str, image: ImageInput, text: str, *, timeout: float | None = None
-    ) -> Decomposition:
-        """The image-text score split over the image encoder's layers, heads and patches."""
-        return Decomposition.from_proto(
-            await self._call("Decompose", build.decompose(model_id, image, text), timeout)
-        )
-
-    async def steer(
-        self,
-        sae_id: str,
-        image: ImageInput,
-        edits: Sequence[LatentEdit],
-        *,
-        class_names: Sequence[str] = (),
-        timeout: float | None = None,
-    ) -> Steering:
-        """The image embedding with latent edits applied, and zero-shot probabilities before and after."""
-        request = build.steer(sae_id, image, edits, class_names)
-        return Steering.from_proto(await self._call("Steer", request, timeout))
-
-    async def describe_heads(
-        self,
-        model_id: str,
-        *,
-        pool: Sequence[str] = (),
-        per_head: int = 0,
-        layers: Sequence[int] = (),
-        timeout: float | None = None,
-    ) -> HeadDescriptions:
-        """TextSpan descriptions of every head of ``layers`` (all when empty), ``per_head`` each (0: 5).
-
-        ``pool`` holds the candidate descriptions (empty: the pool shipped with cliplens). The server
-        computes an answer once per model and inputs and then reads it from its store; the first call
-        for new inputs can take minutes, so give it a generous ``timeout`` (e.g. 600).
-        """
-        request = build.describe_heads(model_id, pool, per_head, layers)
-        return HeadDescriptions.from_proto(await self._call("DescribeHeads", request, timeout))
-
-    async def rank_heads(
-        self,
-        model_id: str,
-        *,
-        dataset: str = "",
-        class_names: Sequence[str] = (),
-        max_images: int = 0,
-        top_n: int = 0,
-        timeout: float | None = None,
-    ) -> HeadRanking:
-        """The ``top_n`` heads (0: 10) whose mean-ablation costs the most zero-shot accuracy.
-
-        ``dataset`` is the store key of a labelled parquet (empty: the shipped CIFAR-10 sample),
-        ``class_names`` name its integer labels (empty: the labels are names), ``max_images`` bounds the
-        images used (0: 2,000). Computed once per model and inputs, then read from the server's store;
-        the first call for new inputs can take minutes, so give it a generous ``timeout`` (e.g. 600).
-        """
-        request = build.rank_heads(model_id, dataset, class_names, max_images, top_n)
-        return HeadRanking.from_proto(await self._call("RankHeads", request, timeout))
-
-    async def top_activations(
-        self, sae_id: str, latent: int, *, k: int = 16, timeout: float | None = None
-    ) -> TopActivations:
-        """The ``k`` data-set inputs on which ``latent`` fires most."""
-        request = build.top_activations(sae_id, latent, k)
-        return TopActivations.from_proto(await self._call("TopActivations", request, timeout))
-
-    async def latent_info(self, sae_id: str, latent: int, *, timeout: float | None = None) -> LatentInfo:
-        """Labels, alignment, clarity and activation histogram of ``latent``."""
-        return LatentInfo.from_proto(
-            await self._call("LatentInfo", build.latent_info(sae_id, latent), timeout)
-        )
-
-    async def search_latents(
-        self, sae_id: str, text: str, *, top_n: int = 10, timeout: float | None = None
-    ) -> LatentSearch:
-        """The ``top_n`` latents best aligned with ``text``."""
-        request = build.search_latents(sae_id, text, top_n)
-        return LatentSearch.from_proto(await self._call("SearchLatents", request, timeout))
-
-    async def list_models(self, *, timeout: float | None = None) -> list[ModelInfo]:
-        """The registered CLIP models."""
-        return models_from_proto(await self._call("ListModels", build.list_models(), timeout))
-
-    async def list_saes(self, model_id: str = "", *, timeout: float | None = None) -> list[SaeInfo]:
-        """The registered SAEs, all or those of ``model_id``."""
-        return saes_from_proto(await self._call("ListSaes", build.list_saes(model_id), timeout))

@@ -1,4 +1,5 @@
-"""Caller-side input types (images, latent edits) and their conversion into request messages."""
+"""Caller-side input types (images, latent edits), their conversion into request messages, and the
+checks of the other arguments the client validates before it sends a call."""
 
 from __future__ import annotations
 
@@ -17,6 +18,12 @@ from cliplens_client.v1 import attribution_pb2, common_pb2, sae_pb2
 
 MAX_IMAGE_BYTES = 16 * 1024 * 1024
 JPEG_PNG_SIGNATURES = (b"\xff\xd8\xff", b"\x89PNG\r\n\x1a\n")
+# Bounds of the heads rpcs, as attribution.proto states them (0 asks for the server's default).
+MAX_POOL = 10_000  # DescribeHeadsRequest.pool
+MAX_PER_HEAD = 20  # DescribeHeadsRequest.per_head
+MAX_CLASS_NAMES = 1_000  # RankHeadsRequest.class_names (2 at least)
+MAX_RANK_IMAGES = 5_000  # RankHeadsRequest.max_images
+MAX_RANKED_HEADS = 1_000  # RankHeadsRequest.top_n
 
 
 @dataclass(frozen=True)
@@ -107,6 +114,30 @@ def non_empty_texts(texts: Sequence[str], what: str = "texts") -> list[str]:
         if not isinstance(text, str) or not text.strip():
             raise InvalidRequestError(f"{what}[{index}] must be a non-empty string, got {text!r}")
     return list(texts)
+
+
+def non_empty_string(value: str, what: str) -> str:
+    if not isinstance(value, str) or not value.strip():
+        raise InvalidRequestError(f"{what} must be a non-empty string, got {value!r}")
+    return value
+
+
+def bounded_int(value: int, what: str, minimum: int = 0, maximum: int | None = None) -> int:
+    if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
+        raise InvalidRequestError(f"{what} must be an integer >= {minimum}, got {value!r}")
+    if maximum is not None and value > maximum:
+        raise InvalidRequestError(f"{what} must be an integer <= {maximum}, got {value!r}")
+    return value
+
+
+def optional_texts(texts: Sequence[str], what: str, minimum: int, maximum: int) -> list[str]:
+    """None (the server's default) or ``minimum`` to ``maximum`` non-empty strings."""
+    if not isinstance(texts, str) and not texts:
+        return []
+    checked = non_empty_texts(texts, what)
+    if not minimum <= len(checked) <= maximum:
+        raise InvalidRequestError(f"{what} must hold {minimum} to {maximum} entries, got {len(checked)}")
+    return checked
 
 
 def _checked_image_bytes(data: bytes, name: str) -> bytes:
