@@ -46,7 +46,24 @@ EXTERNAL = [
     "--set", "redis.host=redis.cache.svc",
     "--set", "redis.password=p4ss",
 ]  # fmt: skip
-EXTRACT = ["--set", "extractJob.enabled=true", "--set", "extractJob.clusterName=cliplens-raycluster-abcde"]
+CLUSTER = "cliplens-raycluster-abcde"
+EXTRACT = ["--set", "extractJob.enabled=true", "--set", f"extractJob.clusterName={CLUSTER}"]
+INDEX = [
+    "--set",
+    "indexJob.enabled=true",
+    "--set",
+    f"indexJob.clusterName={CLUSTER}",
+    "--set",
+    "indexJob.saeId=cifar-topk",
+]
+SWEEP = [
+    "--set",
+    "sweepJob.enabled=true",
+    "--set",
+    f"sweepJob.clusterName={CLUSTER}",
+    "--set",
+    "sweepJob.run=0123456789abcdef",
+]
 CPU = ["-f", str(CHART / "values-cpu.yaml")]
 TLS_DIR = "/etc/cliplens/direct-tls"  # values.yaml's directPortsTls.mountPath
 TLS = ["--set", "directPortsTls.secretName=cliplens-direct-tls"]
@@ -145,6 +162,11 @@ VARIANTS: dict[str, tuple[list[str], set[str]]] = {
     "cpu": (CPU, {"RayService", "Secret", "Service", "StatefulSet", "Deployment"}),
     "external": (EXTERNAL, {"RayService", "Secret", "Service"}),
     "extract-job": (EXTRACT, {"RayService", "RayJob", "Secret", "Service", "StatefulSet", "Deployment"}),
+    "index-job": (INDEX, {"RayService", "RayJob", "Secret", "Service", "StatefulSet", "Deployment"}),
+    "sweep-job": (
+        SWEEP,
+        {"RayService", "RayJob", "ConfigMap", "Secret", "Service", "StatefulSet", "Deployment"},
+    ),
     "direct-ports-tls": (TLS, {"RayService", "Secret", "Service", "StatefulSet", "Deployment"}),
 }
 
@@ -392,8 +414,115 @@ def test_api_tokens_mounted_at_the_configured_file() -> None:
 
 def test_extract_job_runs_on_the_given_cluster() -> None:
     job = one(render(*EXTRACT, "--set", "extractJob.inputs=s3://data/my images/"), "RayJob")["spec"]
-    assert job["clusterSelector"] == {"ray.io/cluster": "cliplens-raycluster-abcde"}
+    assert job["clusterSelector"] == {"ray.io/cluster": CLUSTER}
     assert job["entrypoint"] == "cliplens extract 's3://data/my images/' '--model' 'demo' '--site' 'final'"
+
+
+def rayjobs(manifests: list[Manifest]) -> dict[str, dict[str, Any]]:
+    return {m["metadata"]["name"]: m["spec"] for m in manifests if m["kind"] == "RayJob"}
+
+
+def test_jobs_are_off_by_default_and_each_is_its_own_rayjob() -> None:
+    assert rayjobs(render()) == {}
+    jobs = rayjobs(render(*EXTRACT, *INDEX, *SWEEP))
+    assert set(jobs) == {"cliplens-extract", "cliplens-index", "cliplens-sweep"}
+    for spec in jobs.values():
+        assert spec["clusterSelector"] == {"ray.io/cluster": CLUSTER}
+        assert spec["submissionMode"] == "K8sJobMode"
+        # No entrypoint resources asked by default: the driver starts on the head.
+        assert "entrypointNumGpus" not in spec and "entrypointNumCpus" not in spec
+
+
+def test_index_job_runs_cliplens_index() -> None:
+    job = rayjobs(render(*INDEX, "--set-json", 'indexJob.args=["--model","demo","--k","16"]'))[
+        "cliplens-index"
+    ]
+    assert (
+        job["entrypoint"]
+        == "cliplens index 's3://cliplens/inputs/' '--sae-id' 'cifar-topk' '--model' 'demo' '--k' '16'"
+    )
+    gpu = rayjobs(render(*INDEX, "--set", "indexJob.entrypointNumGpus=1"))["cliplens-index"]
+    assert gpu["entrypointNumGpus"] == 1
+
+
+def train_sae_settings() -> set[str]:
+    """The settings `cliplens train-sae` takes: its flags' names with underscores (argparse dests)."""
+    import argparse
+
+    from cliplens.jobs.train_sae_command import add_arguments
+
+    parser = argparse.ArgumentParser()
+    add_arguments(parser)
+    return {action.dest for action in parser._actions} - {"help"}
+
+
+def test_sweep_job_trains_the_values_sweep_from_its_configmap() -> None:
+    manifests = render(*SWEEP)
+    (configmap,) = [m for m in manifests if m["kind"] == "ConfigMap"]
+    assert configmap["metadata"]["name"] == "cliplens-sweep"
+    sweep = yaml.safe_load(configmap["data"]["sweep.yaml"])
+    assert sweep == VALUES["sweepJob"]["sweep"]
+    # The file's settings are train-sae's (flag names with underscores), shared and per SAE.
+    known = train_sae_settings()
+    assert set(sweep) - {"saes"} <= known
+    for entry in sweep["saes"]:
+        assert set(entry) - {"sae_id"} <= known and entry["sae_id"]
+    job = rayjobs(manifests)["cliplens-sweep"]
+    assert job["entrypoint"] == "cliplens train-sae '--run' '0123456789abcdef' '--sweep' 'sweep.yaml'"
+    # The submitter mounts the ConfigMap and uploads the folder as the job's working_dir: the driver,
+    # on whichever Ray pod it starts, reads ./sweep.yaml.
+    working_dir = yaml.safe_load(job["runtimeEnvYAML"])["working_dir"]
+    pod = job["submitterPodTemplate"]["spec"]
+    (container,) = pod["containers"]
+    assert "command" not in container  # KubeRay adds `ray job submit` (and the token with auth on)
+    (mount,) = container["volumeMounts"]
+    volumes = {v["name"]: v for v in pod["volumes"]}
+    assert mount["mountPath"] == working_dir == "/config"
+    assert volumes[mount["name"]]["configMap"]["name"] == "cliplens-sweep"
+    assert (
+        container["image"]
+        == one(manifests, "RayService")["spec"]["rayClusterConfig"]["headGroupSpec"]["template"]["spec"][
+            "containers"
+        ][0]["image"]
+    )
+    assert pod["restartPolicy"] == "Never"
+
+
+def test_sweep_values_set_the_file() -> None:
+    sweep = {"arch": "jumprelu", "epochs": 2, "saes": [{"sae_id": "jr-a", "l0_coeff": 0.01}]}
+    manifests = render(
+        *SWEEP, "--set-json", f"sweepJob.sweep={json.dumps(sweep)}", "--set", "sweepJob.entrypointNumGpus=1"
+    )
+    (configmap,) = [m for m in manifests if m["kind"] == "ConfigMap"]
+    assert yaml.safe_load(configmap["data"]["sweep.yaml"]) == sweep
+    assert rayjobs(manifests)["cliplens-sweep"]["entrypointNumGpus"] == 1
+
+
+def container_ports(template: dict[str, Any]) -> dict[str, int]:
+    return {p["name"]: p["containerPort"] for p in template["spec"]["containers"][0]["ports"]}
+
+
+@pytest.mark.parametrize(
+    "variant",
+    [[], CPU, ["--set", "serve.args.feature_port.port=0"]],
+    ids=["default", "cpu", "no-feature-port"],
+)
+def test_serve_ports_carry_the_names_kuberay_serves(variant: list[str]) -> None:
+    """KubeRay builds its Serve Service from the container ports named serve or serve-*: Serve's HTTP
+    port is `serve`, its gRPC port `serve-grpc`, and no other port (the direct ports) starts with serve."""
+    manifests = render(*variant)
+    config = serve_config(manifests)
+    want = {"serve": config["http_options"]["port"], "serve-grpc": config["grpc_options"]["port"]}
+    for group, template in pod_templates(manifests).items():
+        ports = container_ports(template)
+        assert {name: port for name, port in ports.items() if name.startswith("serve")} == want, group
+    service = one(manifests, "RayService")["spec"]["serveService"]["spec"]
+    assert {p["name"]: (p["port"], p["targetPort"]) for p in service["ports"]} == {
+        name: (port, name) for name, port in want.items()
+    }
+    others = [m for m in manifests if m["kind"] == "Service"]
+    for other in others:  # the chart's own Services: none names a port serve*
+        assert not [p for p in other["spec"]["ports"] if p["name"].startswith("serve")]
 
 
 @pytest.mark.parametrize(
@@ -402,6 +531,18 @@ def test_extract_job_runs_on_the_given_cluster() -> None:
         (["--set", "s3.endpoint=s3.example.com:443"], "s3.existingSecret"),
         (["--set", "minio.enabled=false"], "set s3.endpoint"),
         (["--set", "extractJob.enabled=true"], "extractJob.clusterName is required"),
+        (["--set", "indexJob.enabled=true", "--set", "indexJob.saeId=a"], "indexJob.clusterName is required"),
+        (["--set", "indexJob.enabled=true", "--set", "indexJob.clusterName=c"], "indexJob.saeId is required"),
+        (["--set", "sweepJob.enabled=true", "--set", "sweepJob.run=r"], "sweepJob.clusterName is required"),
+        (["--set", "sweepJob.enabled=true", "--set", "sweepJob.clusterName=c"], "sweepJob.run is required"),
+        (
+            [*SWEEP, "--set-json", 'sweepJob.sweep={"epochs": 5, "saes": []}'],
+            "sweepJob.sweep.saes must list the SAEs to train",
+        ),
+        (
+            [*SWEEP, "--set-json", 'sweepJob.sweep={"saes": [{"k": 16}]}'],
+            "sweepJob.sweep.saes[0] needs an sae_id",
+        ),
         # The chart knows the code's deployments, and names them.
         (
             ["--set", "serve.deployments.Encoderr.max_ongoing_requests=1"],

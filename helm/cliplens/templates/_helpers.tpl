@@ -209,7 +209,9 @@ cliplens.io/ray-node: "true"
 {{- (include "cliplens.serveConfig" . | fromYaml).grpc_options.port }}
 {{- end }}
 
-{{/* A Ray container's ports: GCS, dashboard, client and the direct feature port on the head; Serve (HTTP, gRPC), the Attributors' direct port and metrics on all. */}}
+{{/* A Ray container's ports: GCS, dashboard, client and the direct feature port on the head; Serve (HTTP
+`serve`, gRPC `serve-grpc`), the Attributors' direct port and metrics on all. The direct ports are not
+Serve's proxy: their names must not start with serve. */}}
 {{- define "cliplens.rayPorts" -}}
 {{- if .head }}
 - {name: gcs-server, containerPort: 6379}
@@ -220,8 +222,9 @@ cliplens.io/ray-node: "true"
 - {name: grpc-features, containerPort: {{ $featurePort }}}
 {{- end }}
 {{- end }}
+{{- /* KubeRay's Serve Service takes only the ports named serve or serve-*: Serve's proxy ports. */}}
 - {name: serve, containerPort: {{ include "cliplens.httpPort" .root }}}
-- {name: grpc, containerPort: {{ include "cliplens.grpcPort" .root }}}
+- {name: serve-grpc, containerPort: {{ include "cliplens.grpcPort" .root }}}
 {{- $attributionPort := include "cliplens.attributionPort" .root | int }}
 {{- if $attributionPort }}
 - {name: grpc-attribution, containerPort: {{ $attributionPort }}}
@@ -277,4 +280,30 @@ volumes:
     secret: {secretName: {{ $tlsSecret }}}
   {{- end }}
 {{- end }}
+{{- end }}
+
+{{/* A RayJob's entrypoint: `cliplens <command>` and its arguments, each single-quoted for the shell. */}}
+{{- define "cliplens.entrypoint" -}}
+{{- $words := list "cliplens" .command }}
+{{- range .args }}
+{{- $words = append $words (squote .) }}
+{{- end }}
+{{- $words | join " " }}
+{{- end }}
+
+{{/* The fields every cliplens RayJob shares (job: its values): the RayService's cluster, whose pods have
+the CLIPLENS_* environment; the submitter Job's mode and limits; where the driver runs (on a node with
+entrypointNumCpus / entrypointNumGpus free when they are above 0, else on the head). */}}
+{{- define "cliplens.rayJobSpec" -}}
+clusterSelector:
+  ray.io/cluster: {{ .job.clusterName }}
+submissionMode: K8sJobMode
+{{- with .job.entrypointNumCpus }}
+entrypointNumCpus: {{ . }}
+{{- end }}
+{{- with .job.entrypointNumGpus }}
+entrypointNumGpus: {{ . }}
+{{- end }}
+activeDeadlineSeconds: {{ .job.activeDeadlineSeconds }}
+backoffLimit: {{ .job.backoffLimit }}
 {{- end }}
