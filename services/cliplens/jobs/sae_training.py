@@ -5,16 +5,21 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from cliplens.core.sae import Sae, build_sae, make_config
+from cliplens.core.sae import Sae, SaeConfig, build_sae, make_config
+from cliplens.core.sae.metrics import SaeMetrics
 from cliplens.core.sae.train import EpochMetrics, TrainConfig, evaluate_sae, train_sae
 from cliplens.store.objects import ObjectStore
-from cliplens.store.run_reader import ActivationRun
+from cliplens.store.run_reader import ActivationRun, ShuffledBatches
 from cliplens.store.saes import SaeRecord, check_sae_id, save_sae_to_store
 
 
 @dataclass(frozen=True)
 class SaeJob:
-    """Which SAE to train on which run: ``fields`` are the architecture's own config fields."""
+    """Which SAE to train on which run: ``fields`` are the architecture's own config fields.
+
+    ``train.seed`` fixes the SAE init and any randomness in training; ``order_seed`` the order of
+    the training batches (``None``: ``train.seed`` too).
+    """
 
     run_id: str
     sae_id: str
@@ -24,6 +29,12 @@ class SaeJob:
     train: TrainConfig
     batch_size: int = 1024
     buffer_rows: int = 65536
+    order_seed: int | None = None
+
+    @property
+    def batch_seed(self) -> int:
+        """The seed of the batch order."""
+        return self.train.seed if self.order_seed is None else self.order_seed
 
 
 def train_sae_on_run(store: ObjectStore, job: SaeJob) -> tuple[Sae, SaeRecord, list[EpochMetrics]]:
@@ -35,7 +46,15 @@ def train_sae_on_run(store: ObjectStore, job: SaeJob) -> tuple[Sae, SaeRecord, l
     """
     check_sae_id(job.sae_id)
     run = ActivationRun(store, job.run_id)
-    cfg = make_config(
+    sae = build_sae(sae_config(run, job), seed=job.train.seed)
+    source = training_batches(run, job)
+    history = train_sae(sae, source, job.train)
+    return sae, save_trained(store, job, sae, evaluate_sae(sae, source), history), history
+
+
+def sae_config(run: ActivationRun, job: SaeJob) -> SaeConfig:
+    """``job``'s SAE config on ``run``: its width, model and site, and the run id as ``dataset_id``."""
+    return make_config(
         job.arch,
         d_in=run.row_shape[-1],
         d_sae=job.d_sae,
@@ -44,9 +63,17 @@ def train_sae_on_run(store: ObjectStore, job: SaeJob) -> tuple[Sae, SaeRecord, l
         dataset_id=run.run_id,
         **job.fields,
     )
-    sae = build_sae(cfg, seed=job.train.seed)
-    source = run.training_batches(job.batch_size, max(job.buffer_rows, job.batch_size), seed=job.train.seed)
-    history = train_sae(sae, source, job.train)
-    metrics = evaluate_sae(sae, source).as_dict()
-    metrics["final_train_loss"] = history[-1].loss
-    return sae, save_sae_to_store(store, job.sae_id, sae, metrics), history
+
+
+def training_batches(run: ActivationRun, job: SaeJob) -> ShuffledBatches:
+    """``job``'s shuffled training batches of ``run`` (in the order its :attr:`SaeJob.batch_seed` gives)."""
+    return run.training_batches(job.batch_size, max(job.buffer_rows, job.batch_size), seed=job.batch_seed)
+
+
+def save_trained(
+    store: ObjectStore, job: SaeJob, sae: Sae, metrics: SaeMetrics, history: list[EpochMetrics]
+) -> SaeRecord:
+    """Save a trained SAE with its evaluation metrics and final training loss into the catalog."""
+    values = metrics.as_dict()
+    values["final_train_loss"] = history[-1].loss
+    return save_sae_to_store(store, job.sae_id, sae, values)

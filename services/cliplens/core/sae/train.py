@@ -7,7 +7,8 @@ so an in-memory tensor, a local shard reader and an object-store reader plug in 
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Iterator
+import time
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Protocol
@@ -19,7 +20,7 @@ from tqdm.auto import tqdm
 from cliplens.core.errors import InvalidInputError, ShapeMismatchError
 from cliplens.core.models import resolve_device
 from cliplens.core.sae.metrics import MetricAccumulator, SaeMetrics
-from cliplens.core.sae.modules import Sae
+from cliplens.core.sae.modules import Sae, SaeLoss
 
 
 class ActivationSource(Protocol):
@@ -37,9 +38,10 @@ class TrainConfig:
     ``seed`` (fixed default 0): the same command on the same data gives the same SAE on CPU. It
     seeds the SAE init (``build_sae(cfg, seed=...)``) and the order of the training batches
     (``ActivationRun.training_batches(..., seed=...)``) in :func:`cliplens.jobs.sae_training.train_sae_on_run`,
-    and :func:`train_sae` runs under torch's global RNG seeded with it (restored afterwards), so
+    and each SAE trains with torch's global RNG seeded with it (the caller's state is restored), so
     anything random during training is fixed too. On CUDA the result can still differ in the last
-    bits from run to run (non-deterministic kernels).
+    bits from run to run (non-deterministic kernels). ``epochs``, ``scale_fit_batches`` and
+    ``device`` must be the same for SAEs trained together (:func:`train_saes`).
     """
 
     epochs: int = 5
@@ -59,9 +61,13 @@ class TrainConfig:
 
 @dataclass(frozen=True)
 class EpochMetrics:
+    """One SAE's epoch: mean training loss, metrics on the training batches, and ``seconds`` spent
+    in its own training steps (reading the batches not included)."""
+
     epoch: int
     loss: float
     metrics: SaeMetrics
+    seconds: float
 
 
 class TensorBatches:
@@ -95,15 +101,20 @@ def lr_factor(step: int, total_steps: int, cfg: TrainConfig) -> float:
     )
 
 
-@torch.no_grad()
-def fit_input_scale(sae: Sae, source: ActivationSource, batches: int) -> None:
-    """Set ``input_scale`` so scaled inputs have mean squared norm ``d_in``; ``b_pre`` to their mean."""
+def first_batches(source: ActivationSource, batches: int) -> Tensor:
+    """The first ``batches`` batches of ``source`` in one float32 tensor (the input-scale fit's sample)."""
     seen: list[Tensor] = []
     for i, batch in enumerate(source):
         seen.append(batch.float())
         if i + 1 >= batches:
             break
-    sample = torch.cat(seen).to(sae.W_dec.device)
+    return torch.cat(seen)
+
+
+@torch.no_grad()
+def fit_input_scale(sae: Sae, sample: Tensor) -> None:
+    """Set ``input_scale`` so scaled inputs have mean squared norm ``d_in``; ``b_pre`` to their mean."""
+    sample = sample.to(sae.W_dec.device, torch.float32)
     if sample.shape[-1] != sae.cfg.d_in:
         raise ShapeMismatchError(f"SAE d_in={sae.cfg.d_in} but the activations have width {sample.shape[-1]}")
     scale = math.sqrt(sae.cfg.d_in / float(sample.pow(2).sum(-1).mean().clamp_min(1e-12)))
@@ -119,19 +130,201 @@ def train_sae(
 ) -> list[EpochMetrics]:
     """Train ``sae`` in place and return per-epoch metrics (computed on the training batches).
 
-    Training draws any random numbers from torch's global RNG seeded with ``cfg.seed`` inside a
-    forked scope, so the caller's RNG state is the same afterwards.
+    Training draws any random numbers from torch's global RNG seeded with ``cfg.seed``, in a scope
+    that restores the caller's RNG state afterwards.
     """
-    device = resolve_device(cfg.device)
-    with seeded_rng(cfg.seed, device):
-        return _train(sae, source, cfg, device, on_epoch)
+    report = None if on_epoch is None else (lambda records: on_epoch(records[0]))
+    return train_saes([sae], source, [cfg], report)[0]
+
+
+# TrainConfig fields that SAEs trained together must share: they decide what is read, and where.
+SHARED_TRAIN_FIELDS = ("epochs", "scale_fit_batches", "device")
+
+
+def check_shared(cfgs: Sequence[TrainConfig]) -> None:
+    """Raise unless ``cfgs`` is non-empty and agrees on :data:`SHARED_TRAIN_FIELDS`."""
+    if not cfgs:
+        raise InvalidInputError("no SAEs to train")
+    for name in SHARED_TRAIN_FIELDS:
+        values = [getattr(cfg, name) for cfg in cfgs]
+        if len(set(values)) > 1:
+            raise InvalidInputError(f"SAEs trained on the same batches must share {name}, got {values}")
+
+
+def train_saes(
+    saes: Sequence[Sae],
+    source: ActivationSource,
+    cfgs: Sequence[TrainConfig],
+    on_epoch: Callable[[list[EpochMetrics]], None] | None = None,
+) -> list[list[EpochMetrics]]:
+    """Train several SAEs in place on one read of ``source``: each batch is read once and every SAE
+    takes its step on it. Returns each SAE's per-epoch metrics.
+
+    ``cfgs[i]`` trains ``saes[i]``; they must share :data:`SHARED_TRAIN_FIELDS`. Each SAE keeps its
+    own optimiser, schedule and RNG stream (seeded with its ``seed``), so each ends exactly as
+    :func:`train_sae` alone on the same batches would leave it (bit-identical on CPU).
+    """
+    if len(saes) != len(cfgs):
+        raise InvalidInputError(f"{len(saes)} SAEs but {len(cfgs)} training configs")
+    check_shared(cfgs)
+    epochs, device = cfgs[0].epochs, resolve_device(cfgs[0].device)
+    group = SaeGroupTrainer(saes, cfgs, first_batches(source, cfgs[0].scale_fit_batches), len(source), device)
+    history: list[list[EpochMetrics]] = [[] for _ in saes]
+    for epoch in range(1, epochs + 1):
+        bar = tqdm(
+            source,
+            total=len(source),
+            desc=f"sae epoch {epoch}/{epochs}",
+            disable=not any(cfg.progress for cfg in cfgs),
+        )
+        for step, batch in enumerate(bar, 1):
+            group.train_batch(batch)
+            if step % 20 == 0:
+                bar.set_postfix(group.progress())
+        records = group.end_epoch(epoch)
+        for past, record in zip(history, records, strict=True):
+            past.append(record)
+        if on_epoch is not None:
+            on_epoch(records)
+    for sae in saes:
+        sae.eval()
+    return history
+
+
+class SaeGroupTrainer:
+    """Several SAEs trained on the same batches, each with its own optimiser, learning-rate schedule,
+    dead-latent counts, RNG stream and epoch metrics.
+
+    :func:`train_saes` drives one in-process; a sweep can hold one per Ray actor (``ray.remote``),
+    feeding each the same batches. ``sample`` (:func:`first_batches`) fits every SAE's input scale.
+    """
+
+    def __init__(
+        self,
+        saes: Sequence[Sae],
+        cfgs: Sequence[TrainConfig],
+        sample: Tensor,
+        steps_per_epoch: int,
+        device: torch.device | str,
+    ) -> None:
+        self.device = torch.device(device)
+        self.trainers = [
+            _Trainer(sae, cfg, sample, steps_per_epoch, self.device)
+            for sae, cfg in zip(saes, cfgs, strict=True)
+        ]
+        self.cuda_devices = [_cuda_index(self.device)] if self.device.type == "cuda" else []
+        self.evaluation: Evaluation | None = None
+
+    def train_batch(self, batch: Tensor) -> None:
+        """One optimiser step of every SAE on ``batch``; torch's global RNG is left as it was."""
+        x = batch.to(self.device, torch.float32)
+        with torch.random.fork_rng(devices=self.cuda_devices):
+            for trainer in self.trainers:
+                trainer.train_step(x)
+
+    def end_epoch(self, epoch: int) -> list[EpochMetrics]:
+        """Each SAE's metrics over the epoch's batches; the next batch starts a new epoch."""
+        return [trainer.end_epoch(epoch) for trainer in self.trainers]
+
+    def progress(self) -> dict[str, str]:
+        """The last step's loss and L0 of each SAE, for a progress bar."""
+        losses = [trainer.last for trainer in self.trainers if trainer.last is not None]
+        return {
+            "loss": "/".join(f"{float(out.total.detach()):.4f}" for out in losses),
+            "l0": "/".join(f"{float((out.z != 0).sum(-1).float().mean()):.1f}" for out in losses),
+        }
+
+    def evaluate_batch(self, batch: Tensor) -> None:
+        """Add ``batch`` to the evaluation of the trained SAEs (in eval mode from the first call)."""
+        if self.evaluation is None:
+            self.evaluation = Evaluation([trainer.sae for trainer in self.trainers])
+        self.evaluation.update(batch)
+
+    def evaluated(self) -> tuple[list[Sae], list[SaeMetrics]]:
+        """The SAEs (moved to the CPU) and their metrics over the batches given to :meth:`evaluate_batch`."""
+        if self.evaluation is None:
+            raise InvalidInputError("evaluated() before any evaluate_batch()")
+        return [trainer.sae.cpu() for trainer in self.trainers], self.evaluation.result()
+
+
+class _Trainer:
+    """One SAE's training state inside a :class:`SaeGroupTrainer`."""
+
+    def __init__(
+        self, sae: Sae, cfg: TrainConfig, sample: Tensor, steps_per_epoch: int, device: torch.device
+    ) -> None:
+        self.sae, self.cfg, self.device = sae, cfg, device
+        self.total_steps = cfg.epochs * steps_per_epoch
+        sae.to(device).train()
+        fit_input_scale(sae, sample)
+        self.optimizer = torch.optim.Adam(sae.parameters(), lr=cfg.lr, betas=(0.9, 0.999))
+        self.rows_since_fired = torch.zeros(sae.cfg.d_sae, dtype=torch.long, device=device)
+        with seeded_rng(cfg.seed, device):
+            self.rng = _rng_state(device)
+        self.step = 0
+        self.last: SaeLoss | None = None
+        self._new_epoch()
+
+    def _new_epoch(self) -> None:
+        self.accumulator = MetricAccumulator(self.sae.cfg.d_in, self.sae.cfg.d_sae)
+        self.loss_sum, self.batches, self.seconds = 0.0, 0, 0.0
+
+    def train_step(self, x: Tensor) -> None:
+        """One step on ``x`` (float32, on the device) drawing from this SAE's own RNG stream."""
+        started = time.perf_counter()
+        _set_rng_state(self.rng, self.device)
+        for group in self.optimizer.param_groups:
+            group["lr"] = self.cfg.lr * lr_factor(self.step, self.total_steps, self.cfg)
+        sae = self.sae
+        out = sae.loss(x, dead=self.rows_since_fired >= self.cfg.dead_after_rows)
+        self.optimizer.zero_grad(set_to_none=True)
+        out.total.backward()
+        sae.remove_parallel_grads()
+        self.optimizer.step()
+        sae.normalize_decoder()
+        fired = (out.z != 0).any(0)
+        self.rows_since_fired = torch.where(
+            fired, torch.zeros_like(self.rows_since_fired), self.rows_since_fired + x.shape[0]
+        )
+        sae.after_batch(out.z.detach())
+        self.accumulator.update(x, out.x_hat, out.z)
+        self.loss_sum += float(out.total.detach())
+        self.rng = _rng_state(self.device)
+        self.step += 1
+        self.batches += 1
+        self.last = out
+        self.seconds += time.perf_counter() - started
+
+    def end_epoch(self, epoch: int) -> EpochMetrics:
+        record = EpochMetrics(
+            epoch, self.loss_sum / max(1, self.batches), self.accumulator.result(), self.seconds
+        )
+        self._new_epoch()
+        return record
+
+
+def _cuda_index(device: torch.device) -> int:
+    return device.index if device.index is not None else torch.cuda.current_device()
+
+
+def _rng_state(device: torch.device) -> tuple[Tensor, ...]:
+    """Torch's global CPU RNG state (and ``device``'s, if CUDA)."""
+    if device.type == "cuda":
+        return torch.get_rng_state(), torch.cuda.get_rng_state(_cuda_index(device))
+    return (torch.get_rng_state(),)
+
+
+def _set_rng_state(state: tuple[Tensor, ...], device: torch.device) -> None:
+    torch.set_rng_state(state[0])
+    if device.type == "cuda":
+        torch.cuda.set_rng_state(state[1], _cuda_index(device))
 
 
 @contextmanager
 def seeded_rng(seed: int, device: torch.device) -> Iterator[None]:
     """Seed torch's global CPU RNG (and ``device``'s, if CUDA) for the block; restore them after."""
     cuda = device.type == "cuda"
-    index = (device.index if device.index is not None else torch.cuda.current_device()) if cuda else 0
+    index = _cuda_index(device) if cuda else 0
     with torch.random.fork_rng(devices=[index] if cuda else []):
         torch.random.default_generator.manual_seed(seed)
         if cuda:
@@ -140,65 +333,35 @@ def seeded_rng(seed: int, device: torch.device) -> Iterator[None]:
         yield
 
 
-def _train(
-    sae: Sae,
-    source: ActivationSource,
-    cfg: TrainConfig,
-    device: torch.device,
-    on_epoch: Callable[[EpochMetrics], None] | None,
-) -> list[EpochMetrics]:
-    sae.to(device).train()
-    fit_input_scale(sae, source, cfg.scale_fit_batches)
-    optimizer = torch.optim.Adam(sae.parameters(), lr=cfg.lr, betas=(0.9, 0.999))
-    total_steps = cfg.epochs * len(source)
-    rows_since_fired = torch.zeros(sae.cfg.d_sae, dtype=torch.long, device=device)
-    history: list[EpochMetrics] = []
-    step = 0
-    for epoch in range(1, cfg.epochs + 1):
-        accumulator = MetricAccumulator(sae.cfg.d_in, sae.cfg.d_sae)
-        loss_sum = 0.0
-        bar = tqdm(
-            source, total=len(source), desc=f"sae epoch {epoch}/{cfg.epochs}", disable=not cfg.progress
-        )
-        for batch in bar:
-            x = batch.to(device, torch.float32)
-            for group in optimizer.param_groups:
-                group["lr"] = cfg.lr * lr_factor(step, total_steps, cfg)
-            out = sae.loss(x, dead=rows_since_fired >= cfg.dead_after_rows)
-            optimizer.zero_grad(set_to_none=True)
-            out.total.backward()
-            sae.remove_parallel_grads()
-            optimizer.step()
-            sae.normalize_decoder()
-            fired = (out.z != 0).any(0)
-            rows_since_fired = torch.where(
-                fired, torch.zeros_like(rows_since_fired), rows_since_fired + x.shape[0]
-            )
-            sae.after_batch(out.z.detach())
-            accumulator.update(x, out.x_hat, out.z)
-            loss_sum += float(out.total.detach())
-            step += 1
-            if step % 20 == 0:
-                bar.set_postfix(
-                    loss=f"{float(out.total.detach()):.4f}",
-                    l0=f"{float((out.z != 0).sum(-1).float().mean()):.1f}",
-                )
-        record = EpochMetrics(epoch, loss_sum / max(1, len(source)), accumulator.result())
-        history.append(record)
-        if on_epoch is not None:
-            on_epoch(record)
-    sae.eval()
-    return history
+class Evaluation:
+    """Metrics of several SAEs (put in eval mode) accumulated batch by batch."""
+
+    def __init__(self, saes: Sequence[Sae]) -> None:
+        self.saes = list(saes)
+        for sae in self.saes:
+            sae.eval()
+        self.accumulators = [MetricAccumulator(sae.cfg.d_in, sae.cfg.d_sae) for sae in self.saes]
+
+    @torch.no_grad()
+    def update(self, batch: Tensor) -> None:
+        x = batch.float()
+        for sae, accumulator in zip(self.saes, self.accumulators, strict=True):
+            x_dev = x.to(sae.W_dec.device)
+            z = sae.encode(x_dev)
+            accumulator.update(x_dev, sae.decode(z), z)
+
+    def result(self) -> list[SaeMetrics]:
+        return [accumulator.result() for accumulator in self.accumulators]
 
 
-@torch.no_grad()
+def evaluate_saes(saes: Sequence[Sae], source: ActivationSource) -> list[SaeMetrics]:
+    """Metrics of each SAE (in eval mode) over every batch of ``source``, read once."""
+    evaluation = Evaluation(saes)
+    for batch in source:
+        evaluation.update(batch)
+    return evaluation.result()
+
+
 def evaluate_sae(sae: Sae, source: ActivationSource) -> SaeMetrics:
     """Metrics of ``sae`` (in eval mode) over every batch of ``source``."""
-    sae.eval()
-    accumulator = MetricAccumulator(sae.cfg.d_in, sae.cfg.d_sae)
-    device = sae.W_dec.device
-    for batch in source:
-        x = batch.to(device, torch.float32)
-        z = sae.encode(x)
-        accumulator.update(x, sae.decode(z), z)
-    return accumulator.result()
+    return evaluate_saes([sae], source)[0]
