@@ -344,11 +344,14 @@ class Evaluation:
 
     @torch.no_grad()
     def update(self, batch: Tensor) -> None:
-        x = batch.float()
+        on_device: dict[torch.device, Tensor] = {}
         for sae, accumulator in zip(self.saes, self.accumulators, strict=True):
-            x_dev = x.to(sae.W_dec.device)
-            z = sae.encode(x_dev)
-            accumulator.update(x_dev, sae.decode(z), z)
+            device = sae.W_dec.device
+            if device not in on_device:
+                on_device[device] = batch.to(device, torch.float32)
+            x = on_device[device]
+            z = sae.encode(x)
+            accumulator.update(x, sae.decode(z), z)
 
     def result(self) -> list[SaeMetrics]:
         return [accumulator.result() for accumulator in self.accumulators]
