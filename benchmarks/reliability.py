@@ -11,9 +11,9 @@
    the Attributor computed (its ``cliplens_batch_requests`` metric) minus the calls answered OK;
    dropped = ``cliplens_expired_requests_total``. ``--tree DIR`` runs the app from another checkout
    (e.g. a ``git worktree`` of the commit before deadlines were honoured) for the "before" figure.
-3. **Failover**: a client sends AttributeLatents at ``--rate`` per second while the Attributor replica
-   is killed: once with the direct port 9002 only, once with ``Client([9002, 9000])``. Calls lost,
-   and the time until the direct port answers again.
+3. **Failover**: with two Attributor replicas, a client sends AttributeLatents at ``--rate`` per
+   second while each replica in turn is killed: with the direct port only, with
+   ``Client([direct port, 9000])``, and with port 9000 only. Calls lost.
 """
 
 from __future__ import annotations
@@ -56,7 +56,7 @@ class Running:
 
 
 @contextmanager
-def running_app() -> Iterator[Running]:
+def running_app(overrides: dict[str, dict[str, Any]] | None = None) -> Iterator[Running]:
     """Ray (4 CPUs), Redis, the demo catalogue and the app with the code's deployment defaults (only
     CPU reservations made small, so that everything fits on 2 cores)."""
     import ray
@@ -94,7 +94,9 @@ def running_app() -> Iterator[Running]:
             )
             names = ("CliplensIngress", "Encoder", "SaeRunner", "Attributor")
             serve.run(
-                compose(settings, {n: {"ray_actor_options": SMALL} for n in names}),
+                compose(
+                    settings, {n: {"ray_actor_options": SMALL, **(overrides or {}).get(n, {})} for n in names}
+                ),
                 name=APP,
                 route_prefix="/cliplens",
             )
@@ -119,8 +121,11 @@ def attribute_request(app: Running) -> Any:
     )
 
 
-async def concurrent_calls(app: Running, n: int, timeout_s: float) -> list[tuple[str, float]]:
-    """``n`` AttributeLatents calls at once through port 9000: (status name, seconds) each. The
+async def concurrent_calls(
+    app: Running, n: int, timeout_s: float, per_channel: int = 50
+) -> list[tuple[str, float]]:
+    """``n`` AttributeLatents calls at once through port 9000, ``per_channel`` per connection as
+    separate clients would open them: (status name, seconds) each. The
     ``cliplens-timeout-ms`` metadata carries the deadline, as the cliplens client sends it."""
     import grpc
 
@@ -128,11 +133,13 @@ async def concurrent_calls(app: Running, n: int, timeout_s: float) -> list[tuple
 
     request = attribute_request(app)
     metadata = (("application", APP), ("cliplens-timeout-ms", str(int(timeout_s * 1000))))
-    async with grpc.aio.insecure_channel(app.address) as channel:
-        stub = attribution_pb2_grpc.AttributionServiceStub(channel)
-        await stub.AttributeLatents(request, metadata=metadata, timeout=60)  # warm-up
+    channels = [grpc.aio.insecure_channel(app.address) for _ in range(-(-n // per_channel))]
+    stubs = [attribution_pb2_grpc.AttributionServiceStub(channel) for channel in channels]
+    try:
+        for stub in stubs:  # connected and warm
+            await stub.AttributeLatents(request, metadata=metadata, timeout=60)
 
-        async def one() -> tuple[str, float]:
+        async def one(stub: Any) -> tuple[str, float]:
             start = time.perf_counter()
             try:
                 await stub.AttributeLatents(request, metadata=metadata, timeout=timeout_s)
@@ -140,7 +147,10 @@ async def concurrent_calls(app: Running, n: int, timeout_s: float) -> list[tuple
             except grpc.aio.AioRpcError as error:
                 return error.code().name, time.perf_counter() - start
 
-        return list(await asyncio.gather(*(one() for _ in range(n))))
+        return list(await asyncio.gather(*(one(stubs[i % len(stubs)]) for i in range(n))))
+    finally:
+        for channel in channels:
+            await channel.close()
 
 
 def percentile(values: list[float], q: float) -> float:
@@ -177,16 +187,56 @@ def settled_metric(port: int, name: str, operation: str, timeout_s: float = 90.0
 
 
 def shedding(app: Running, n: int) -> dict[str, Any]:
+    """The burst's outcomes seen by the caller, and the rejections' latency inside the ingress (its
+    request-latency histogram: from the call's arrival at the ingress to its answer)."""
+    before = latency_buckets(app.metrics_port, "AttributeLatents", "RESOURCE_EXHAUSTED")
     start = time.perf_counter()
     outcomes = asyncio.run(concurrent_calls(app, n, timeout_s=60))
-    return {"calls": n, "seconds": time.perf_counter() - start, "by_status": by_status(outcomes)}
+    seconds = time.perf_counter() - start
+    time.sleep(15)
+    after = latency_buckets(app.metrics_port, "AttributeLatents", "RESOURCE_EXHAUSTED")
+    counts = {edge: after.get(edge, 0.0) - before.get(edge, 0.0) for edge in after}
+    return {
+        "calls": n,
+        "seconds": seconds,
+        "by_status": by_status(outcomes),
+        "ingress_rejection_ms": {"p50": bucket_quantile(counts, 0.5), "p99": bucket_quantile(counts, 0.99)},
+    }
+
+
+def latency_buckets(port: int, method: str, status: str) -> dict[float, float]:
+    """Cumulative counts by upper bound (ms) of the ingress's request-latency histogram for one
+    method and status, summed over replicas."""
+    with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=10) as response:
+        text = response.read().decode()
+    buckets: dict[float, float] = {}
+    for labels, value in re.findall(
+        r"^ray_cliplens_request_latency_ms_bucket{([^}]*)} ([0-9.e+-]+)$", text, re.M
+    ):
+        if f'method="{method}"' in labels and f'status="{status}"' in labels:
+            edge = re.search(r'le="([^"]+)"', labels)
+            if edge:
+                bound = float("inf") if edge.group(1) == "+Inf" else float(edge.group(1))
+                buckets[bound] = buckets.get(bound, 0.0) + float(value)
+    return buckets
+
+
+def bucket_quantile(cumulative: dict[float, float], q: float) -> float:
+    """The upper bound of the bucket holding quantile ``q`` (an upper estimate)."""
+    total = max(cumulative.values(), default=0.0)
+    for bound in sorted(cumulative):
+        if total and cumulative[bound] >= q * total:
+            return bound
+    return float("nan")
 
 
 def deadlines(app: Running, n: int, deadline_ms: float) -> dict[str, Any]:
+    """Calls through port 9000, and what the Attributor computed for them."""
     name, op = "cliplens_batch_requests_sum", "attribute_latents"
     before = settled_metric(app.metrics_port, name, op)
     dropped_before = metric_total(app.metrics_port, "cliplens_expired_requests_total", op)
-    outcomes = asyncio.run(concurrent_calls(app, n, timeout_s=deadline_ms / 1000))
+    outcomes = asyncio.run(concurrent_calls(app, n, deadline_ms / 1000))
+    time.sleep(15)  # let the last batches finish and their metrics reach the exporter
     computed = settled_metric(app.metrics_port, name, op) - before - 1  # minus the warm-up call
     dropped = metric_total(app.metrics_port, "cliplens_expired_requests_total", op) - dropped_before
     ok = sum(1 for status, _ in outcomes if status == "OK")
@@ -201,70 +251,65 @@ def deadlines(app: Running, n: int, deadline_ms: float) -> dict[str, Any]:
 
 
 def failover(app: Running, rate: float, seconds: float) -> dict[str, Any]:
-    """Calls at ``rate``/s for ``seconds`` per client kind, killing the Attributor replica a third of the way in."""
+    """Calls at ``rate``/s for ``seconds`` per client kind while each Attributor replica in turn is
+    killed (at a third and at two thirds of the run): a direct-port client is connected to one of
+    them, so one of the kills hits it whichever it is."""
     import ray
 
     from cliplens_client import Client, RetryPolicy, RpcError
 
     results = {}
-    for label, targets in (
+    kinds = (
         ("direct port only", [app.attribution_address]),
         ("direct port, then 9000", [app.attribution_address, app.address]),
-    ):
+        ("port 9000 only", [app.address]),
+    )
+    for label, targets in kinds:
         with Client(
             targets if len(targets) > 1 else targets[0], timeout=30, retry=RetryPolicy(max_attempts=1)
         ) as client:
-            client.attribute_latents(app.sae_id, app.jpeg, ["a cat"], top_n=3)  # warm
-            failed, calls, killed_at, recovered_at = 0, 0, None, None
+            client.attribute_latents(app.sae_id, app.jpeg, ["a cat"], top_n=3)  # connected and warm
+            victims = sorted(a["name"] for a in _attributors())
+            failed, calls, kills = 0, 0, list[float]()
             start = time.monotonic()
             while time.monotonic() - start < seconds:
-                if killed_at is None and time.monotonic() - start > seconds / 3:
-                    [actor] = [
-                        a
-                        for a in ray.util.list_named_actors(all_namespaces=True)
-                        if f"{APP}#Attributor#" in a["name"]
-                    ]
+                if victims and time.monotonic() - start > seconds * (len(kills) + 1) / (
+                    len(victims) + len(kills) + 1
+                ):
+                    victim = victims.pop(0)
+                    live = _attributors()
+                    # Serve may have replaced a replica meanwhile: then kill one not killed yet.
+                    [actor, *_] = [a for a in live if a["name"] == victim] or live
                     ray.kill(ray.get_actor(actor["name"], namespace=actor["namespace"]), no_restart=True)
-                    killed_at = time.monotonic()
+                    kills.append(time.monotonic() - start)
                 calls += 1
                 try:
                     client.attribute_latents(app.sae_id, app.jpeg, ["a cat"], top_n=3)
-                    if killed_at is not None and recovered_at is None and _direct_port_answers(app):
-                        recovered_at = time.monotonic()
                 except RpcError:
                     failed += 1
                 time.sleep(1 / rate)
-            while recovered_at is None and killed_at is not None and time.monotonic() - killed_at < 120:
-                if _direct_port_answers(app):
-                    recovered_at = time.monotonic()
-                time.sleep(0.2)
-        results[label] = {
-            "calls": calls,
-            "failed": failed,
-            "direct_port_back_after_s": None
-            if recovered_at is None or killed_at is None
-            else recovered_at - killed_at,
-        }
+        results[label] = {"calls": calls, "failed": failed, "kills_at_s": kills}
         _wait_for_replicas()
     return results
 
 
-def _direct_port_answers(app: Running) -> bool:
-    from cliplens_client import Client, RetryPolicy, RpcError
+def _attributors() -> list[dict[str, str]]:
+    import ray
 
-    try:
-        with Client(app.attribution_address, timeout=5, retry=RetryPolicy(max_attempts=1)) as probe:
-            probe.attribute_latents(app.sae_id, app.jpeg, ["a cat"], top_n=1)
-        return True
-    except RpcError:
-        return False
+    return [a for a in ray.util.list_named_actors(all_namespaces=True) if f"{APP}#Attributor#" in a["name"]]
 
 
-def _wait_for_replicas(timeout_s: float = 120) -> None:
+def _wait_for_replicas(timeout_s: float = 180) -> None:
+    """Until the app runs its replicas again (the killed ones replaced)."""
     from ray import serve
 
     deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline and serve.status().applications[APP].status.value != "RUNNING":
+    while time.monotonic() < deadline:
+        app = serve.status().applications[APP]
+        if app.status.value == "RUNNING" and all(
+            d.status.value == "HEALTHY" for d in app.deployments.values()
+        ):
+            return
         time.sleep(1)
 
 
@@ -299,6 +344,13 @@ def markdown(results: dict[str, Any], command: str) -> str:
                 f"| {s} | {v['calls']} | {v['p50_ms']:.1f} | {v['p99_ms']:.1f} |"
                 for s, v in result["by_status"].items()
             ]
+            inside = result.get("ingress_rejection_ms", {})
+            if inside and inside["p50"] == inside["p50"]:  # not NaN: some calls were rejected
+                lines += [
+                    "",
+                    f"Inside the ingress (arrival to answer; histogram bucket bounds): rejection p50 <= "
+                    f"{inside['p50']:g} ms, p99 <= {inside['p99']:g} ms.",
+                ]
             if "wasted" in result:
                 lines += [
                     "",
@@ -309,16 +361,17 @@ def markdown(results: dict[str, Any], command: str) -> str:
     if "failover" in results:
         lines += [
             "",
-            "## A killed Attributor replica",
+            "## Killed Attributor replicas",
             "",
-            "| client | calls | failed | direct port answers again after |",
+            "Two Attributor replicas (both on the direct port, SO_REUSEPORT), each killed in turn while a "
+            "client sends AttributeLatents at a fixed rate with no retries (one attempt per target).",
+            "",
+            "| client | calls | failed | kills at |",
             "|---|---|---|---|",
         ]
         for label, result in results["failover"].items():
-            back = result["direct_port_back_after_s"]
-            lines.append(
-                f"| {label} | {result['calls']} | {result['failed']} | {'-' if back is None else f'{back:.1f} s'} |"
-            )
+            kills = ", ".join(f"{s:.0f} s" for s in result["kills_at_s"])
+            lines.append(f"| {label} | {result['calls']} | {result['failed']} | {kills} |")
     return "\n".join(lines) + "\n"
 
 
@@ -329,29 +382,51 @@ def main() -> None:
     parser.add_argument("--deadline-calls", type=int, default=40)
     parser.add_argument("--deadline-ms", type=float, default=400)
     parser.add_argument("--rate", type=float, default=10)
-    parser.add_argument("--seconds", type=float, default=45)
+    parser.add_argument("--seconds", type=float, default=60)
     parser.add_argument("--tree", type=Path, help="run the app from this checkout instead")
     parser.add_argument("--label", default="this tree", help="name of this run in the results")
+    parser.add_argument(
+        "--set",
+        action="append",
+        default=[],
+        metavar="DEPLOYMENT.OPTION=INT",
+        help="override a deployment option of the code's defaults, e.g. CliplensIngress.max_queued_requests=16",
+    )
     args = parser.parse_args()
     if args.tree:
         use_tree(args.tree.resolve())
     sections = args.only or ["shedding", "deadlines", "failover"]
     path = RESULTS / "reliability.json"
     results: dict[str, Any] = json.loads(path.read_text()) if path.is_file() else {}
-    with running_app() as app:
-        if "shedding" in sections:
-            results.setdefault("shedding", {})[args.label] = shedding(app, args.overload)
-        if "deadlines" in sections:
-            results.setdefault("deadlines", {})[args.label] = deadlines(
-                app, args.deadline_calls, args.deadline_ms
-            )
-        if "failover" in sections:
+    overrides: dict[str, dict[str, Any]] = {}
+    for item in args.set:
+        target, _, value = item.partition("=")
+        deployment, _, option = target.partition(".")
+        overrides.setdefault(deployment, {})[option] = int(value)
+    command = "python benchmarks/reliability.py " + " ".join(sys.argv[1:])
+
+    def save() -> None:
+        """Write what is measured so far (each section as soon as it ends)."""
+        RESULTS.mkdir(parents=True, exist_ok=True)
+        path.write_text(json.dumps(results, indent=2))
+        (RESULTS / "reliability.md").write_text(markdown(results, command))
+
+    if {"shedding", "deadlines"} & set(sections):
+        with running_app(overrides) as app:
+            if "shedding" in sections:
+                results.setdefault("shedding", {})[args.label] = shedding(app, args.overload)
+                save()
+            if "deadlines" in sections:
+                results.setdefault("deadlines", {})[args.label] = deadlines(
+                    app, args.deadline_calls, args.deadline_ms
+                )
+                save()
+    if "failover" in sections:
+        two_attributors = {**overrides, "Attributor": {**overrides.get("Attributor", {}), "num_replicas": 2}}
+        with running_app(two_attributors) as app:
             results["failover"] = failover(app, args.rate, args.seconds)
-    RESULTS.mkdir(parents=True, exist_ok=True)
-    path.write_text(json.dumps(results, indent=2))
-    report = markdown(results, "python benchmarks/reliability.py " + " ".join(sys.argv[1:]))
-    (RESULTS / "reliability.md").write_text(report)
-    print(report)
+            save()
+    print((RESULTS / "reliability.md").read_text())
 
 
 if __name__ == "__main__":
