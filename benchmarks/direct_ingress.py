@@ -49,7 +49,6 @@ import os
 import statistics
 import subprocess
 import sys
-import tempfile
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -188,33 +187,17 @@ def extra_deployments() -> tuple[Any, Any]:
 
 @contextmanager
 def running_session(feature_replicas: int) -> Iterator[Session]:
-    """Like ``serve_common.serve_app`` (Ray with 4 CPUs, Redis, the demo catalogue, ``start_app``), and
-    keeps the settings, which the two extra apps are deployed with (without hand-made ports)."""
-    import ray
+    """``serve_common.demo_stack`` with the app started, and two extra apps deployed with its settings
+    (without hand-made ports)."""
     from ray import serve
 
-    from cliplens.core.models import load_clip
-    from cliplens.demo.catalogue import build_demo_index
     from cliplens.serve.deployment_defaults import deployment_options
-    from cliplens.serve.local_app import ServePorts, start_app
-    from cliplens.serve.settings import AppSettings, DirectPortSettings
-    from cliplens.store.local_stack import RedisServer, free_ports
+    from cliplens.serve.local_app import start_app
+    from cliplens.serve.settings import DirectPortSettings
+    from serve_common import demo_stack
 
-    with tempfile.TemporaryDirectory() as tmp:
-        (Path(tmp) / "redis").mkdir()
-        redis = RedisServer(Path(tmp) / "redis")
-        redis.start()
-        index = build_demo_index(load_clip("demo", device="cpu"), Path(tmp), redis.url)
-        ray.init(num_cpus=4, include_dashboard=False, log_to_driver=False, configure_logging=False)
-        grpc_port, http_port, feature_port, attribution_port = free_ports(4)
-        settings = AppSettings(
-            models=["demo"],
-            store_uri=str(index.store_dir),
-            image_store_uri=str(index.bucket_dir),
-            redis_url=redis.url,
-            feature_port=DirectPortSettings(host="127.0.0.1", port=feature_port),
-            attribution_port=DirectPortSettings(host="127.0.0.1", port=attribution_port),
-        )
+    with demo_stack(["demo"]) as stack:
+        settings = stack.settings
         no_ports = settings.model_copy(
             update={"feature_port": DirectPortSettings(), "attribution_port": DirectPortSettings()}
         )
@@ -222,34 +205,27 @@ def running_session(feature_replicas: int) -> Iterator[Session]:
             name: SMALL for name in ("CliplensIngress", "Encoder", "SaeRunner", "FeatureGateway")
         }
         options["Attributor"] = ATTRIBUTOR_CPUS
-        try:
-            start_app(settings, options, ServePorts(grpc=grpc_port, http=http_port))
-            attributor_ingress, feature_ingress = extra_deployments()
-            serve.run(
-                attributor_ingress.options(**deployment_options("Attributor", ATTRIBUTOR_CPUS)).bind(
-                    no_ports
-                ),
-                name=ATTRIBUTION_APP,
-                route_prefix=f"/{ATTRIBUTION_APP}",
-            )
-            serve.run(
-                feature_ingress.options(
-                    num_replicas=feature_replicas, **deployment_options("CliplensIngress", SMALL)
-                ).bind(no_ports, MAIN_APP),
-                name=FEATURES_APP,
-                route_prefix=f"/{FEATURES_APP}",
-            )
-            yield Session(
-                f"127.0.0.1:{grpc_port}",
-                f"127.0.0.1:{feature_port}",
-                f"127.0.0.1:{attribution_port}",
-                index,
-                settings,
-            )
-        finally:
-            serve.shutdown()
-            ray.shutdown()
-            redis.stop()
+        start_app(settings, options, stack.ports)
+        attributor_ingress, feature_ingress = extra_deployments()
+        serve.run(
+            attributor_ingress.options(**deployment_options("Attributor", ATTRIBUTOR_CPUS)).bind(no_ports),
+            name=ATTRIBUTION_APP,
+            route_prefix=f"/{ATTRIBUTION_APP}",
+        )
+        serve.run(
+            feature_ingress.options(
+                num_replicas=feature_replicas, **deployment_options("CliplensIngress", SMALL)
+            ).bind(no_ports, MAIN_APP),
+            name=FEATURES_APP,
+            route_prefix=f"/{FEATURES_APP}",
+        )
+        yield Session(
+            f"127.0.0.1:{stack.ports.grpc}",
+            f"127.0.0.1:{settings.feature_port.port}",
+            f"127.0.0.1:{settings.attribution_port.port}",
+            stack.index,
+            settings,
+        )
 
 
 def replica_grpc_targets(app: str) -> dict[str, str]:

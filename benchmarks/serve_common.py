@@ -13,6 +13,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import torch
+
 from cliplens.core.models import load_clip
 from cliplens.demo.catalogue import DemoIndex, build_demo_index
 from cliplens.serve.local_app import APP_NAME, ServePorts, start_app
@@ -25,6 +27,13 @@ APP = APP_NAME
 
 
 @dataclass(frozen=True)
+class Stack:
+    settings: AppSettings
+    index: DemoIndex
+    ports: ServePorts
+
+
+@dataclass(frozen=True)
 class Running:
     address: str
     index: DemoIndex
@@ -33,9 +42,10 @@ class Running:
 
 
 @contextmanager
-def serve_app(models: list[str], options: dict[str, dict[str, Any]], **args: Any) -> Iterator[Running]:
-    """Start Ray (2 CPUs), Redis and the app; ``args`` go into :class:`AppSettings`."""
-    os.environ.setdefault("RAY_SERVE_THROUGHPUT_OPTIMIZED", "1")
+def demo_stack(models: list[str], store_dir: Path | None = None, **args: Any) -> Iterator[Stack]:
+    """Ray (4 CPUs), Redis, the demo catalogue and the app's settings (loopback ports; ``args`` go
+    into :class:`AppSettings`); the app serves the SAEs of ``store_dir``, by default the catalogue's.
+    Stops Serve, Ray and Redis on the way out."""
     import ray
     from ray import serve
 
@@ -47,7 +57,7 @@ def serve_app(models: list[str], options: dict[str, dict[str, Any]], **args: Any
         grpc_port, http_port, feature_port, attribution_port = free_ports(4)
         settings = AppSettings(
             models=models,
-            store_uri=str(index.store_dir),
+            store_uri=str(store_dir or index.store_dir),
             image_store_uri=str(index.bucket_dir),
             redis_url=redis.url,
             feature_port=DirectPortSettings(host="127.0.0.1", port=feature_port),
@@ -55,14 +65,33 @@ def serve_app(models: list[str], options: dict[str, dict[str, Any]], **args: Any
             **args,
         )
         try:
-            start_app(settings, options, ServePorts(grpc=grpc_port, http=http_port))
-            yield Running(
-                f"127.0.0.1:{grpc_port}", index, f"127.0.0.1:{feature_port}", f"127.0.0.1:{attribution_port}"
-            )
+            yield Stack(settings, index, ServePorts(grpc=grpc_port, http=http_port))
         finally:
             serve.shutdown()
             ray.shutdown()
             redis.stop()
+
+
+@contextmanager
+def serve_app(
+    models: list[str], options: dict[str, dict[str, Any]], store_dir: Path | None = None, **args: Any
+) -> Iterator[Running]:
+    """:func:`demo_stack` with the app started (``options`` per deployment)."""
+    os.environ.setdefault("RAY_SERVE_THROUGHPUT_OPTIMIZED", "1")
+    with demo_stack(models, store_dir, **args) as stack:
+        start_app(stack.settings, options, stack.ports)
+        yield Running(
+            f"127.0.0.1:{stack.ports.grpc}",
+            stack.index,
+            f"127.0.0.1:{stack.settings.feature_port.port}",
+            f"127.0.0.1:{stack.settings.attribution_port.port}",
+        )
+
+
+def synchronize(device: torch.device) -> None:
+    """Wait for the device's queued work (CUDA runs asynchronously), so that a timer sees all of it."""
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
 
 
 def percentile(values: list[float], q: float) -> float:
@@ -96,8 +125,9 @@ def steal_share(start: tuple[int, int] | None, end: tuple[int, int] | None) -> f
     return (end[0] - start[0]) / max(1, end[1] - start[1])
 
 
-def write_results(name: str, payload: dict[str, Any], markdown: str) -> None:
-    RESULTS.mkdir(parents=True, exist_ok=True)
-    (RESULTS / f"{name}.json").write_text(json.dumps(payload, indent=2))
-    (RESULTS / f"{name}.md").write_text(markdown)
+def write_results(name: str, payload: dict[str, Any], markdown: str, directory: Path = RESULTS) -> None:
+    """``<directory>/<name>.json`` and ``.md``; prints the markdown."""
+    directory.mkdir(parents=True, exist_ok=True)
+    (directory / f"{name}.json").write_text(json.dumps(payload, indent=2))
+    (directory / f"{name}.md").write_text(markdown)
     print(markdown)
