@@ -445,28 +445,28 @@ def test_index_job_runs_cliplens_index() -> None:
     assert gpu["entrypointNumGpus"] == 1
 
 
-def train_sae_settings() -> set[str]:
-    """The settings `cliplens train-sae` takes: its flags' names with underscores (argparse dests)."""
+def sweep_sae_ids(sweep_yaml: str, directory: Path) -> list[str]:
+    """The SAE ids `cliplens train-sae --sweep` reads from this file (its own parser and checks)."""
     import argparse
 
-    from cliplens.jobs.train_sae_command import add_arguments
+    from cliplens.jobs.train_sae_command import add_arguments, sweep_jobs
 
+    path = directory / "sweep.yaml"
+    path.write_text(sweep_yaml)
     parser = argparse.ArgumentParser()
     add_arguments(parser)
-    return {action.dest for action in parser._actions} - {"help"}
+    args = parser.parse_args(["--run", "0123456789abcdef", "--sweep", str(path)])
+    return [job.sae_id for job in sweep_jobs(args, d_in=128)]
 
 
-def test_sweep_job_trains_the_values_sweep_from_its_configmap() -> None:
+def test_sweep_job_trains_the_values_sweep_from_its_configmap(tmp_path: Path) -> None:
     manifests = render(*SWEEP)
     (configmap,) = [m for m in manifests if m["kind"] == "ConfigMap"]
     assert configmap["metadata"]["name"] == "cliplens-sweep"
     sweep = yaml.safe_load(configmap["data"]["sweep.yaml"])
     assert sweep == VALUES["sweepJob"]["sweep"]
-    # The file's settings are train-sae's (flag names with underscores), shared and per SAE.
-    known = train_sae_settings()
-    assert set(sweep) - {"saes"} <= known
-    for entry in sweep["saes"]:
-        assert set(entry) - {"sae_id"} <= known and entry["sae_id"]
+    # train-sae reads the file as the values give it (its settings, one job per entry).
+    assert sweep_sae_ids(configmap["data"]["sweep.yaml"], tmp_path) == ["topk-k16", "topk-k32"]
     job = rayjobs(manifests)["cliplens-sweep"]
     assert job["entrypoint"] == "cliplens train-sae '--run' '0123456789abcdef' '--sweep' 'sweep.yaml'"
     # The submitter mounts the ConfigMap and uploads the folder as the job's working_dir: the driver,
@@ -488,14 +488,12 @@ def test_sweep_job_trains_the_values_sweep_from_its_configmap() -> None:
     assert pod["restartPolicy"] == "Never"
 
 
-def test_sweep_values_set_the_file() -> None:
+def test_sweep_values_set_the_file(tmp_path: Path) -> None:
     sweep = {"arch": "jumprelu", "epochs": 2, "saes": [{"sae_id": "jr-a", "l0_coeff": 0.01}]}
-    manifests = render(
-        *SWEEP, "--set-json", f"sweepJob.sweep={json.dumps(sweep)}", "--set", "sweepJob.entrypointNumGpus=1"
-    )
+    manifests = render(*SWEEP, "--set-json", f"sweepJob.sweep={json.dumps(sweep)}")
     (configmap,) = [m for m in manifests if m["kind"] == "ConfigMap"]
     assert yaml.safe_load(configmap["data"]["sweep.yaml"]) == sweep
-    assert rayjobs(manifests)["cliplens-sweep"]["entrypointNumGpus"] == 1
+    assert sweep_sae_ids(configmap["data"]["sweep.yaml"], tmp_path) == ["jr-a"]
 
 
 def container_ports(template: dict[str, Any]) -> dict[str, int]:
