@@ -13,20 +13,28 @@ from cliplens.core.sites import encode_images
 from cliplens.store.decoding import decode_image
 
 
-def cifar_subset(parquet: Path, directory: Path, rows: int, offset: int = 0) -> Path:
-    """The first ``rows`` images of ``parquet`` (after ``offset``) as a parquet file in ``directory``."""
+def cifar_subset(
+    parquet: Path, directory: Path, rows: int, offset: int = 0, row_group_size: int | None = None
+) -> Path:
+    """The first ``rows`` images of ``parquet`` (after ``offset``) as a parquet file in ``directory``
+    (in row groups of ``row_group_size`` rows when given)."""
     path = directory / f"cifar-{offset}-{rows}.parquet"
     table = pq.read_table(parquet).slice(offset, rows)
     assert table.num_rows == rows, f"{parquet} has {offset + table.num_rows} rows, not {offset + rows}"
-    pq.write_table(table, path)
+    pq.write_table(table, path, row_group_size=row_group_size)
     return path
 
 
 @torch.no_grad()
+def reference_forward(clip: LoadedClip, images: list[bytes], site: str) -> Tensor:
+    """``site`` activations of every image, from one in-process loop."""
+    pixels = torch.stack([clip.preprocess(decode_image(data)) for data in images])  # type: ignore[arg-type]
+    parts = [encode_images(clip.model, pixels[i : i + 64], [site])[site] for i in range(0, len(pixels), 64)]
+    return torch.cat(parts).float()
+
+
 def reference_activations(clip: LoadedClip, parquet: Path, site: str) -> tuple[list[str], Tensor]:
     """Keys and ``site`` activations of every image of ``parquet``, from one in-process loop."""
     table = pq.read_table(parquet, columns=["key", "jpg"])
-    images = [decode_image(data) for data in table.column("jpg").to_pylist()]
-    pixels = torch.stack([clip.preprocess(image) for image in images])  # type: ignore[arg-type]
-    parts = [encode_images(clip.model, pixels[i : i + 64], [site])[site] for i in range(0, len(pixels), 64)]
-    return [str(k) for k in table.column("key").to_pylist()], torch.cat(parts).float()
+    keys = [str(k) for k in table.column("key").to_pylist()]
+    return keys, reference_forward(clip, table.column("jpg").to_pylist(), site)

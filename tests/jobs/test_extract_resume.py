@@ -21,16 +21,19 @@ ROWS, PER_SHARD = 256, 16
 
 
 def done_shards(store: Path) -> list[Path]:
-    return sorted(store.glob("runs/*/shards/*.done.json"))
+    """The committed input shards' markers."""
+    return sorted(store.glob("runs/*/inputs/*.done.json"))
 
 
 def test_killed_extract_resumes_without_losing_or_duplicating_rows(
     ray_session: None, cifar_sample: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    parquet, store = cifar_subset(cifar_sample, tmp_path, ROWS), tmp_path / "store"
-    # ViT-B-32 with random weights at 224 px: slow enough on CPU to be caught half-way.
+    parquet = cifar_subset(cifar_sample, tmp_path, ROWS, row_group_size=PER_SHARD)
+    store = tmp_path / "store"
+    # ViT-B-32 with random weights at 224 px: slow enough on CPU to be caught half-way. One input
+    # shard per row group, of one part each.
     args = ["extract", str(parquet), "--store", str(store), "--model", "ViT-B-32"]
-    args += ["--rows-per-shard", str(PER_SHARD), "--batch-size", "16"]
+    args += ["--rows-per-shard", str(PER_SHARD), "--input-shard-rows", str(PER_SHARD), "--batch-size", "16"]
     address = ray.get_runtime_context().gcs_address
     job = subprocess.Popen(
         [sys.executable, "-m", "cliplens.cli", *args, "--address", address],

@@ -39,3 +39,14 @@ def test_one_batch_has_no_steady_part(monkeypatch: pytest.MonkeyPatch) -> None:
     clock.now += 5.0
     progress.add(10)
     assert progress.steady_rate == pytest.approx(progress.rate) == pytest.approx(2.0)
+
+
+def test_unknown_total_prints_rows_without_a_share(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    clock = Clock()
+    monkeypatch.setattr(progress_module.time, "monotonic", clock)
+    progress = Progress("extract", total=None, every_s=1.0)
+    clock.now += 2.0
+    progress.add(50)
+    assert "extract: 50 rows, 25.0 rows/s" in capsys.readouterr().err

@@ -6,7 +6,7 @@ import pytest
 import torch
 
 from cliplens.cli import main
-from cliplens.store import ActivationWriter, LocalStore, RunSpec, load_sae_from_store
+from cliplens.store import ActivationWriter, InputShard, LocalStore, RunSpec, load_sae_from_store
 
 ROWS, D_IN = 600, 32
 KEYS = tuple(f"row_{i:04d}" for i in range(ROWS))
@@ -29,15 +29,16 @@ def run(tmp_path_factory: pytest.TempPathFactory) -> tuple[LocalStore, str]:
         site="final",
         preprocess="none",
         dataset_id="random",
-        keys=KEYS,
+        inputs=tuple(InputShard("parquet", f"rows-{i}.parquet", 1, "v1", 0, 200) for i in range(3)),
         rows_per_shard=200,
     )
     writer = ActivationWriter(store, spec)
     rows = torch.randn(ROWS, D_IN, generator=torch.Generator().manual_seed(0))
-    for shard in writer.pending_shards():
-        keys = list(spec.shard_keys(shard))
-        start = KEYS.index(keys[0])
-        writer.write_shard(shard, keys, rows[start : start + len(keys)])
+    for shard in writer.pending_input_shards():
+        part = writer.write_part(
+            shard, 0, list(KEYS[shard * 200 : (shard + 1) * 200]), rows[shard * 200 : (shard + 1) * 200]
+        )
+        writer.finish_input_shard(shard, [part])
     writer.commit()
     return store, writer.run_id
 

@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import io
 import itertools
-import tarfile
 from pathlib import Path
 
 import numpy as np
+import pyarrow.parquet as pq
 import pytest
 from PIL import Image
 
@@ -19,13 +19,11 @@ from cliplens.store import (
     Skipped,
     decode_image,
     read_class_names,
-    read_image_folder,
     read_inputs,
-    read_parquet,
-    read_webdataset,
 )
 from fixtures_servers import s3_store
 from image_bytes import png_claiming
+from input_files import write_tar
 
 
 def encode(image: Image.Image, fmt: str, **params: object) -> bytes:
@@ -106,7 +104,7 @@ def test_pixel_limit_is_configurable() -> None:
 
 
 def test_parquet_reader_on_cifar(cifar_sample: Path) -> None:
-    records = list(itertools.islice(read_parquet(cifar_sample), 50))
+    records = list(itertools.islice(read_inputs(cifar_sample, "parquet"), 50))
     assert [r.key for r in records[:2]] == ["test_000000", "test_000001"]
     assert all(r.label is not None and 0 <= int(r.label) <= 9 for r in records)
     decoded = decode_image(records[0].data)
@@ -127,21 +125,13 @@ def make_corpus(root: Path) -> dict[str, bytes]:
     return images
 
 
-def make_shard(path: Path, members: dict[str, bytes]) -> None:
-    with tarfile.open(path, "w") as tar:
-        for name, data in members.items():
-            info = tarfile.TarInfo(name)
-            info.size = len(data)
-            tar.addfile(info, io.BytesIO(data))
-
-
 def test_folder_and_webdataset_readers_local_and_s3(tmp_path: Path, s3_config: S3Config) -> None:
     images = make_corpus(tmp_path / "folder")
     shards = tmp_path / "wds"
     shards.mkdir()
     png = images["cat/a"]
-    make_shard(shards / "000.tar", {"k1.png": png, "k1.cls": b"3\n", "k2.jpg": images["dog/b"]})
-    make_shard(shards / "001.tar", {"k3.webp": images["c"], "k3.cls": b"7", "k4.cls": b"1"})
+    write_tar(shards / "000.tar", {"k1.png": png, "k1.cls": b"3\n", "k2.jpg": images["dog/b"]})
+    write_tar(shards / "001.tar", {"k3.webp": images["c"], "k3.cls": b"7", "k4.cls": b"1"})
 
     expected_folder = [
         Record("c", images["c"], None),
@@ -154,8 +144,8 @@ def test_folder_and_webdataset_readers_local_and_s3(tmp_path: Path, s3_config: S
         Record("k3", images["c"], "7"),
         Record("k4", b"", "1"),
     ]
-    assert list(read_image_folder(tmp_path / "folder")) == expected_folder
-    assert list(read_webdataset(shards)) == expected_wds
+    assert list(read_inputs(tmp_path / "folder", "folder")) == expected_folder
+    assert list(read_inputs(shards, "webdataset")) == expected_wds
     assert list(read_inputs(shards / "001.tar")) == expected_wds[2:]
 
     bucket = s3_store(s3_config)
@@ -163,7 +153,7 @@ def test_folder_and_webdataset_readers_local_and_s3(tmp_path: Path, s3_config: S
         if path.is_file():
             bucket.put_file(path.relative_to(tmp_path).as_posix(), path)
     root = f"s3://{bucket.bucket}/{bucket.prefix}"
-    assert list(read_image_folder(root + "folder", s3=s3_config)) == expected_folder
+    assert list(read_inputs(root + "folder", s3=s3_config)) == expected_folder
     assert list(read_inputs(root + "wds", "webdataset", s3=s3_config)) == expected_wds
 
 
@@ -172,18 +162,19 @@ def test_parquet_reader_from_s3_matches_local(cifar_sample: Path, s3_config: S3C
     bucket.put_file("cifar/test.parquet", cifar_sample)
     uri = f"s3://{bucket.bucket}/{bucket.prefix}cifar/test.parquet"
     remote = list(itertools.islice(read_inputs(uri, s3=s3_config), 20))
-    local = list(itertools.islice(read_parquet(cifar_sample), 20))
+    local = list(itertools.islice(read_inputs(cifar_sample), 20))
     assert remote == local
 
 
 def test_reader_errors_name_the_problem(tmp_path: Path, cifar_sample: Path) -> None:
-    with pytest.raises(InvalidInputError, match="no column"):
-        next(read_parquet(cifar_sample, image_column="png"))
+    pq.write_table(pq.read_table(cifar_sample).drop(["jpg"]), tmp_path / "no-images.parquet")
+    with pytest.raises(InvalidInputError, match=r"no-images.parquet has no column\(s\) \['jpg'\]"):
+        next(read_inputs(tmp_path / "no-images.parquet"))
     with pytest.raises(InvalidInputError, match="unknown input format 'csv'"):
         read_inputs(tmp_path, "csv")
     (tmp_path / "bad.tar").write_bytes(b"not a tar archive" * 40)
     with pytest.raises(InvalidInputError, match="not a readable tar file"):
-        list(read_webdataset(tmp_path / "bad.tar"))
+        list(read_inputs(tmp_path / "bad.tar"))
 
 
 def test_class_names_file_names_index_labels_of_parquet_and_webdataset(
@@ -194,10 +185,10 @@ def test_class_names_file_names_index_labels_of_parquet_and_webdataset(
     classes = read_class_names(names)
     assert classes == list(CIFAR10_CLASSES)
     records = list(itertools.islice(read_inputs(cifar_sample, class_names=classes), 50))
-    raw = list(itertools.islice(read_parquet(cifar_sample), 50))
+    raw = list(itertools.islice(read_inputs(cifar_sample), 50))
     assert [r.label for r in records] == [classes[int(r.label or -1)] for r in raw]
     assert [r.key for r in records] == [r.key for r in raw] and records[0].data == raw[0].data
-    make_shard(tmp_path / "000.tar", {"k1.png": encode(gradient(), "PNG"), "k1.cls": b"3\n", "k2.cls": b""})
+    write_tar(tmp_path / "000.tar", {"k1.png": encode(gradient(), "PNG"), "k1.cls": b"3\n", "k2.cls": b""})
     assert [r.label for r in read_inputs(tmp_path / "000.tar", class_names=classes)] == ["cat", ""]
 
 

@@ -1,42 +1,38 @@
-"""``cliplens extract`` as a library call: inputs -> Ray Data (decode tasks, encoder actors) -> runs.
+"""``cliplens extract`` as a library call: input shards -> Ray Data (read tasks, encoder actors) -> runs.
 
 One forward pass per image feeds every requested site; each site is its own activation run
-(:mod:`cliplens.store.runs`). The driver reads the input records, cuts them into the runs'
-deterministic shards (shard ``i`` = inputs ``[i * rows_per_shard, (i + 1) * rows_per_shard)``) and
-sends only the shards some run still lacks through the pipeline. Encoded rows stream back to the
-driver, which writes each shard as soon as all of its inputs have arrived (a small thread pool
-overlaps the uploads with encoding), then commits every run's manifest last. A re-run after a crash
-or a kill skips the committed shards, so no row is ever lost or written twice.
-
-The driver holds the undecoded input bytes of the dataset while the job runs (a few kB per image).
+(:mod:`cliplens.store.runs`). The driver lists the inputs as input shards
+(:mod:`cliplens.store.input_shards`: metadata only, never image bytes nor a per-image list) and
+sends the shards some run still lacks through the pipeline: a read task per input shard reads,
+decodes and crops its images into parts of at most ``rows_per_shard`` inputs; encoder actors encode
+each part and write it to the runs themselves, returning a small row per part. The driver marks an
+input shard done (``inputs/input-<i>.done.json``, listing its parts) once all its parts are
+written, then commits every run's manifest last. A re-run after a crash or a kill skips the
+committed input shards and writes the others again, so no row is ever lost or written twice.
 """
 
 from __future__ import annotations
 
 import hashlib
+import json
 import os
-from collections.abc import Callable, Iterable, Sequence
-from concurrent.futures import Future, ThreadPoolExecutor
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
-from typing import cast
 
-import numpy as np
-import pyarrow as pa
 import ray
 import torch
 
 from cliplens.core.errors import InvalidInputError
 from cliplens.core.models import LoadedClip, load_clip
 from cliplens.core.sites import Site, encode_images
-from cliplens.jobs.extract_stages import Batch, SiteEncoder, decode_batch, site_column
+from cliplens.jobs.extract_stages import PartReader, PartSource, PendingShard, SiteEncoder
 from cliplens.jobs.progress import Progress
 from cliplens.store.decoding import DEFAULT_MAX_PIXELS
+from cliplens.store.input_shards import DEFAULT_SHARD_ROWS, InputShard, list_input_shards, open_inputs
 from cliplens.store.objects import ObjectStore
-from cliplens.store.readers import Record, read_class_names, read_inputs
+from cliplens.store.readers import read_class_names
 from cliplens.store.run_writer import ActivationWriter
-from cliplens.store.runs import MANIFEST_FILE, Manifest, RunSpec
-
-MAX_WRITES_IN_FLIGHT = 8
+from cliplens.store.runs import MANIFEST_FILE, Manifest, RunSpec, ShardInfo
 
 
 @dataclass(frozen=True)
@@ -51,6 +47,7 @@ class ExtractConfig:
     labels_from: str | None = None
     dataset_id: str | None = None
     rows_per_shard: int = 1024
+    input_shard_rows: int = DEFAULT_SHARD_ROWS
     batch_size: int = 64
     decode_batch_size: int = 256
     decoders: int | None = None
@@ -62,7 +59,15 @@ class ExtractConfig:
     max_pixels: int = DEFAULT_MAX_PIXELS
 
     def __post_init__(self) -> None:
-        for name in ("rows_per_shard", "batch_size", "decode_batch_size", "decoders", "encoders"):
+        names = (
+            "rows_per_shard",
+            "input_shard_rows",
+            "batch_size",
+            "decode_batch_size",
+            "decoders",
+            "encoders",
+        )
+        for name in names:
             if getattr(self, name) is not None and getattr(self, name) < 1:
                 raise InvalidInputError(
                     f"{name.replace('_', '-')} must be at least 1, got {getattr(self, name)}"
@@ -77,12 +82,13 @@ class ExtractConfig:
 
 @dataclass
 class ExtractSummary:
-    """What one invocation did: runs (site -> run id), rows encoded now, skipped inputs, bytes."""
+    """What one invocation did: runs (site -> run id), inputs and input shards, rows encoded now,
+    skipped inputs, bytes."""
 
     runs: dict[str, str]
-    inputs: int
     shards: int
     shards_skipped: int
+    inputs: int = 0
     rows: int = 0
     skipped: dict[str, str] = field(default_factory=dict)
     bytes_written: int = 0
@@ -98,7 +104,8 @@ class ExtractSummary:
         runs = ", ".join(f"{site} -> {run}" for site, run in self.runs.items())
         return [
             f"runs: {runs}",
-            f"inputs: {self.inputs:,} in {self.shards} shards ({self.shards_skipped} already committed, skipped)",
+            f"inputs: {self.inputs:,} in {self.shards} input shards "
+            f"({self.shards_skipped} already committed, skipped)",
             f"rows encoded: {self.rows:,}; inputs skipped as undecodable: {len(self.skipped):,}",
             f"written: {self.bytes_written / 1e6:,.1f} MB in {self.seconds:,.1f} s "
             f"({self.rows_per_s:,.1f} rows/s; {self.steady_rows_per_s:,.1f} rows/s after "
@@ -109,33 +116,44 @@ class ExtractSummary:
 def run_extract(config: ExtractConfig, store: ObjectStore) -> ExtractSummary:
     """Extract ``config``'s sites for every input into ``store``; needs Ray to be initialised."""
     class_names = read_class_names(config.labels_from) if config.labels_from else None
-    records = list(read_inputs(config.inputs, config.input_format, class_names=class_names))
-    if not records:
-        raise InvalidInputError(f"no inputs found at {config.inputs}")
+    source = open_inputs(config.inputs, config.input_format)
+    inputs = tuple(list_input_shards(source, config.input_shard_rows))
     clip = load_clip(config.model, device="cpu", dtype=config.dtype)
     for site in config.sites:
         Site.parse(site).check(clip.model.visual)
     dataset_id = _dataset_id(config, class_names)
     writers = [
-        ActivationWriter(store, _run_spec(config, clip, site, dataset_id, records)) for site in config.sites
+        ActivationWriter(store, _run_spec(config, clip, site, dataset_id, inputs)) for site in config.sites
     ]
-    spec = writers[0].spec
-    pending = sorted({shard for writer in writers for shard in writer.pending_shards()})
+    lacking = [set(writer.pending_input_shards()) for writer in writers]
+    pending = [
+        PendingShard(i, shard, tuple(s for s, missing in enumerate(lacking) if i in missing))
+        for i, shard in enumerate(inputs)
+        if any(i in missing for missing in lacking)
+    ]
     summary = ExtractSummary(
         runs={str(w.spec.site): w.run_id for w in writers},
-        inputs=len(records),
-        shards=spec.num_shards,
-        shards_skipped=spec.num_shards - len(pending),
+        shards=len(inputs),
+        shards_skipped=len(inputs) - len(pending),
     )
-    progress = Progress("extract", sum(len(spec.shard_keys(s)) for s in pending))
+    known = [p.shard.rows for p in pending]
+    progress = Progress("extract", None if None in known else sum(r or 0 for r in known))
     if pending:
-        batches = _pipeline(config, clip, records, pending).iter_batches(
-            batch_size=None, batch_format="numpy"
+        reader = PartReader(
+            source,
+            tuple(class_names) if class_names else None,
+            clip.pixel_steps,
+            clip.image_size,
+            config.max_pixels,
+            config.rows_per_shard,
+            config.decode_batch_size,
         )
-        _write_shards(cast(Iterable[Batch], batches), writers, pending, summary, progress)
+        _run_pipeline(_pipeline(config, clip, reader, pending, writers), writers, pending, summary, progress)
     for writer in writers:
         manifest = _commit(writer)
         summary.skipped.update(manifest.skipped)
+        summary.inputs = manifest.num_rows + manifest.num_skipped
+    summary.rows = progress.rows
     summary.seconds = progress.elapsed_s
     summary.startup_seconds, summary.steady_rows_per_s = progress.startup_s, progress.steady_rate
     return summary
@@ -151,30 +169,26 @@ def _dataset_id(config: ExtractConfig, class_names: list[str] | None) -> str:
 
 
 def _run_spec(
-    config: ExtractConfig, clip: LoadedClip, site: str, dataset_id: str, records: list[Record]
+    config: ExtractConfig, clip: LoadedClip, site: str, dataset_id: str, inputs: tuple[InputShard, ...]
 ) -> RunSpec:
     return RunSpec(
         model_id=clip.spec.id,
         site=site,
         preprocess=f"{clip.preprocess}; encoder dtype {config.dtype}",
         dataset_id=dataset_id,
-        keys=tuple(r.key for r in records),
+        inputs=inputs,
         rows_per_shard=config.rows_per_shard,
         job=asdict(config),
     )
 
 
 def _pipeline(
-    config: ExtractConfig, clip: LoadedClip, records: list[Record], shards: list[int]
+    config: ExtractConfig,
+    clip: LoadedClip,
+    reader: PartReader,
+    pending: list[PendingShard],
+    writers: list[ActivationWriter],
 ) -> ray.data.Dataset:
-    # Blocks of one decode batch, so that decoding, encoding and the driver's writes overlap
-    # (Ray Data hands a stage's output on block by block).
-    tables = [
-        table.slice(start, config.decode_batch_size)
-        for shard in shards
-        for table in [_shard_table(records, shard, config.rows_per_shard)]
-        for start in range(0, table.num_rows, config.decode_batch_size)
-    ]
     use_gpu_default = ray.cluster_resources().get("GPU", 0) > 0
     gpus = config.gpus_per_encoder if config.gpus_per_encoder is not None else float(use_gpu_default)
     cores = max(1, (os.cpu_count() or 1) // config.encoders)
@@ -182,62 +196,42 @@ def _pipeline(
     context = ray.data.DataContext.get_current()
     context.enable_progress_bars = False
     context.print_on_execution_start = False
-    return (
-        ray.data.from_arrow(tables)
-        .map_batches(
-            cast(Callable[[Batch], Batch], decode_batch),
-            fn_kwargs={
-                "pixel_steps": clip.pixel_steps,
-                "image_size": clip.image_size,
-                "max_pixels": config.max_pixels,
-            },
-            # Each block is one batch: a batch size would merge the small blocks of small shards.
-            batch_size=None,
-            batch_format="numpy",
-            num_cpus=1,
-            compute=ray.data.TaskPoolStrategy(size=_decoders(config, gpus)),
-        )
-        .map_batches(
-            SiteEncoder,
-            fn_constructor_kwargs={
-                "spec": clip.spec,
-                "sites": list(config.sites),
-                "row_shapes": _row_shapes(clip, config.sites),
-                "dtype": config.dtype,
-                "use_gpu": gpus > 0,
-                "torch_threads": threads,
-            },
-            compute=ray.data.ActorPoolStrategy(size=config.encoders),
-            batch_size=config.batch_size,
-            batch_format="numpy",
-            num_gpus=gpus,
-            num_cpus=config.cpus_per_encoder,
-            # Ray gives an actor OMP_NUM_THREADS = its CPUs; the encoder wants its own thread count.
-            # As a side effect (remote args that differ) this keeps Ray Data from fusing the decode
-            # tasks into the actors, where they would run in series with the forward pass.
-            runtime_env={"env_vars": {"OMP_NUM_THREADS": str(threads)}},
-        )
+    return ray.data.read_datasource(
+        PartSource(reader, pending),
+        concurrency=_decoders(config, gpus),
+        num_cpus=1,
+        override_num_blocks=len(pending),
+    ).map_batches(
+        SiteEncoder,
+        fn_constructor_kwargs={
+            "spec": clip.spec,
+            "sites": list(config.sites),
+            "row_shapes": _row_shapes(clip, config.sites),
+            "dtype": config.dtype,
+            "use_gpu": gpus > 0,
+            "torch_threads": threads,
+            "batch_size": config.batch_size,
+            "writers": writers,
+        },
+        compute=ray.data.ActorPoolStrategy(size=config.encoders),
+        # One part (a row) at a time: the actor encodes it in batch_size chunks and writes it whole.
+        batch_size=1,
+        batch_format="numpy",
+        num_gpus=gpus,
+        num_cpus=config.cpus_per_encoder,
+        # Ray gives an actor OMP_NUM_THREADS = its CPUs; the encoder wants its own thread count.
+        # As a side effect (remote args that differ) this keeps Ray Data from fusing the read tasks
+        # into the actors, where they would run in series with the forward pass.
+        runtime_env={"env_vars": {"OMP_NUM_THREADS": str(threads)}},
     )
 
 
 def _decoders(config: ExtractConfig, gpus: float) -> int | None:
-    """Concurrent decode tasks: as configured; else one per CPU encoder, whose forward pass already
-    keeps every core busy; for GPU encoders as many as Ray Data can place, to keep the GPUs fed."""
+    """Concurrent read + decode tasks: as configured; else one per CPU encoder, whose forward pass
+    already keeps every core busy; for GPU encoders as many as Ray Data can place, to keep the GPUs fed."""
     if config.decoders is not None:
         return config.decoders
     return None if gpus > 0 else config.encoders
-
-
-def _shard_table(records: list[Record], shard: int, rows_per_shard: int) -> pa.Table:
-    chunk = records[shard * rows_per_shard : (shard + 1) * rows_per_shard]
-    return pa.table(
-        {
-            "key": pa.array([r.key for r in chunk], pa.string()),
-            "data": pa.array([r.data for r in chunk], pa.binary()),
-            "label": pa.array([r.label for r in chunk], pa.string()),
-            "shard": pa.array([shard] * len(chunk), pa.int64()),
-        }
-    )
 
 
 def _row_shapes(clip: LoadedClip, sites: Sequence[str]) -> list[tuple[int, ...]]:
@@ -248,61 +242,40 @@ def _row_shapes(clip: LoadedClip, sites: Sequence[str]) -> list[tuple[int, ...]]
     return [tuple(captured[site].shape[1:]) for site in sites]
 
 
-def _write_shards(
-    batches: Iterable[Batch],
+def _run_pipeline(
+    dataset: ray.data.Dataset,
     writers: list[ActivationWriter],
-    pending: list[int],
+    pending: list[PendingShard],
     summary: ExtractSummary,
     progress: Progress,
 ) -> None:
-    """Gather streamed rows by shard and write each complete shard to every run that lacks it."""
-    spec = writers[0].spec
-    waiting = {shard: len(spec.shard_keys(shard)) for shard in pending}
-    arrived: dict[int, dict[str, tuple[str | None, str, list[np.ndarray]]]] = {s: {} for s in pending}
-    in_flight: list[Future[int]] = []
-    with ThreadPoolExecutor(max_workers=4, thread_name_prefix="cliplens-write") as pool:
-        for batch in batches:
-            columns = [batch[site_column(i)] for i in range(len(writers))]
-            for row, key in enumerate(batch["key"]):
-                shard = int(batch["shard"][row])
-                arrived[shard][str(key)] = (
-                    batch["label"][row],
-                    str(batch["reason"][row]),
-                    [column[row] for column in columns],
-                )
-                if len(arrived[shard]) == waiting[shard]:
-                    rows = arrived.pop(shard)
-                    in_flight.append(pool.submit(_write_one, writers, shard, rows))
-            progress.add(len(batch["key"]))
-            while len(in_flight) > MAX_WRITES_IN_FLIGHT:
-                summary.bytes_written += in_flight.pop(0).result()
-        for future in in_flight:
-            summary.bytes_written += future.result()
-    summary.rows = progress.rows
-    if arrived:
-        raise RuntimeError(f"the pipeline lost inputs of shards {sorted(arrived)}")
+    """Iterate the encoders' small rows; mark each input shard done once all of its parts are written."""
+    sites = {p.index: p.sites for p in pending}
+    parts: dict[int, dict[int, list[dict[str, object] | None]]] = {}
+    expected: dict[int, int] = {}
+    for row in dataset.iter_rows():
+        index = int(row["input_shard"])
+        if int(row["parts"]) >= 0:
+            expected[index] = int(row["parts"])
+        else:
+            parts.setdefault(index, {})[int(row["part"])] = json.loads(row["infos"])
+            summary.bytes_written += int(row["bytes"])
+            progress.add(int(row["inputs"]))
+        if index in expected and len(parts.get(index, {})) == expected[index]:
+            written = parts.pop(index, {})
+            for site in sites.pop(index):
+                infos = [written[part][site] for part in range(expected[index])]
+                writers[site].finish_input_shard(index, [ShardInfo.from_dict(_written(i)) for i in infos])
+            del expected[index]
+    if sites:
+        lost = ", ".join(str(index) for index in sorted(sites)[:10])
+        raise RuntimeError(f"the pipeline lost input shards {lost} (of {len(pending)} sent)")
 
 
-def _write_one(
-    writers: list[ActivationWriter], shard: int, rows: dict[str, tuple[str | None, str, list[np.ndarray]]]
-) -> int:
-    """Write one complete shard (rows by key) to every run; returns the bytes of tensors written."""
-    order = writers[0].spec.shard_keys(shard)
-    kept = [key for key in order if not rows[key][1]]
-    skipped = {key: rows[key][1] for key in order if rows[key][1]}
-    labels = [None if rows[key][0] is None else str(rows[key][0]) for key in kept]
-    written = 0
-    for site_index, writer in enumerate(writers):
-        if writer.shard_info(shard) is not None:
-            continue
-        tensor = (
-            torch.from_numpy(np.stack([rows[key][2][site_index] for key in kept]))
-            if kept
-            else torch.zeros((0, *rows[order[0]][2][site_index].shape), dtype=torch.float16)
-        )
-        writer.write_shard(shard, kept, tensor, labels, skipped)
-        written += tensor.numel() * 2
-    return written
+def _written(info: dict[str, object] | None) -> dict[str, object]:
+    if info is None:
+        raise RuntimeError("an encoder skipped a part of an input shard that a run lacks")
+    return info
 
 
 def _commit(writer: ActivationWriter) -> Manifest:

@@ -7,8 +7,8 @@ import argparse
 from cliplens.jobs.extract import ExtractConfig, run_extract
 from cliplens.jobs.ray_cluster import ray_cluster
 from cliplens.store.decoding import DEFAULT_MAX_PIXELS
+from cliplens.store.input_shards import DEFAULT_SHARD_ROWS, FORMATS
 from cliplens.store.objects import open_store
-from cliplens.store.readers import FORMATS
 
 HELP = "extract activations of images (parquet, WebDataset, image folder; local or s3://) into runs"
 
@@ -25,15 +25,31 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--store", help="output store URI (default: $CLIPLENS_STORE or ~/.cache/cliplens/store)"
     )
     parser.add_argument("--dataset-id", help="dataset name recorded in the run id (default: the inputs URI)")
-    parser.add_argument("--rows-per-shard", type=int, default=1024, help="inputs per shard (default: 1024)")
+    parser.add_argument(
+        "--rows-per-shard",
+        type=int,
+        default=1024,
+        help="inputs per output shard (part of an input shard; one pipeline block; default: 1024)",
+    )
     parser.add_argument("--batch-size", type=int, default=64, help="images per encoder batch (default: 64)")
     parser.add_argument(
-        "--decode-batch-size", type=int, default=256, help="images per decode task (one pipeline block)"
+        "--input-shard-rows",
+        type=int,
+        default=DEFAULT_SHARD_ROWS,
+        help="inputs per input shard of an image folder or a large parquet file (whole row groups; "
+        f"default: {DEFAULT_SHARD_ROWS:,}); a tar is one input shard",
+    )
+    parser.add_argument(
+        "--decode-batch-size",
+        type=int,
+        default=256,
+        help="images a read task reads and decodes at a time (bounds the undecoded bytes it holds)",
     )
     parser.add_argument(
         "--decoders",
         type=int,
-        help="concurrent decode tasks (default: one per encoder on CPU, as many as fit with GPU encoders)",
+        help="concurrent read + decode tasks, one input shard each (default: one per encoder on CPU, "
+        "as many as fit with GPU encoders)",
     )
     parser.add_argument("--encoders", type=int, default=1, help="encoder actors (default: 1)")
     parser.add_argument(
@@ -81,6 +97,7 @@ def run(args: argparse.Namespace) -> int:
         dataset_id=args.dataset_id,
         rows_per_shard=args.rows_per_shard,
         batch_size=args.batch_size,
+        input_shard_rows=args.input_shard_rows,
         decode_batch_size=args.decode_batch_size,
         decoders=args.decoders,
         encoders=args.encoders,

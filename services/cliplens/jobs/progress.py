@@ -7,13 +7,14 @@ import time
 
 
 class Progress:
-    """Counts rows and prints ``<label>: done/total rows (pct), rate rows/s`` now and then.
+    """Counts rows and prints ``<label>: done/total rows (pct), rate rows/s`` now and then
+    (``<label>: done rows, rate rows/s`` when the total is not known up front).
 
     The first ``add`` marks the end of start-up (workers, model loads, the first batch's warm-up);
     ``steady_rate`` is the rate of the rows that came after it.
     """
 
-    def __init__(self, label: str, total: int, every_s: float = 2.0) -> None:
+    def __init__(self, label: str, total: int | None, every_s: float = 2.0) -> None:
         self.label, self.total, self.every_s = label, total, every_s
         self.rows = 0
         self.started = time.monotonic()
@@ -47,9 +48,7 @@ class Progress:
             self._first = (now, self.rows)
         if now - self._last_print >= self.every_s:
             self._last_print = now
-            percent = 100.0 * self.rows / max(self.total, 1)
-            print(
-                f"{self.label}: {self.rows:,}/{self.total:,} rows ({percent:.0f}%), {self.rate:,.1f} rows/s",
-                file=sys.stderr,
-                flush=True,
-            )
+            done = f"{self.rows:,} rows"
+            if self.total is not None:
+                done = f"{self.rows:,}/{self.total:,} rows ({100.0 * self.rows / max(self.total, 1):.0f}%)"
+            print(f"{self.label}: {done}, {self.rate:,.1f} rows/s", file=sys.stderr, flush=True)

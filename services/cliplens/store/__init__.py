@@ -25,17 +25,19 @@ from cliplens.store.head_results import (
     open_labelled_parquet,
     rank_heads_cached,
 )
+from cliplens.store.input_shards import InputShard, InputSource, list_input_shards, open_inputs
 from cliplens.store.latent_stats import read_latent_stats, write_latent_stats
-from cliplens.store.objects import LocalStore, ObjectStore, S3Config, S3Store, open_object, open_store
-from cliplens.store.prefetch import prefetch
-from cliplens.store.readers import (
-    Record,
-    read_class_names,
-    read_image_folder,
-    read_inputs,
-    read_parquet,
-    read_webdataset,
+from cliplens.store.objects import (
+    LocalStore,
+    ObjectInfo,
+    ObjectStore,
+    S3Config,
+    S3Store,
+    open_object,
+    open_store,
 )
+from cliplens.store.prefetch import prefetch
+from cliplens.store.readers import Record, read_class_names, read_input_shard, read_inputs
 from cliplens.store.run_reader import ActivationRun, ShuffledBatches
 from cliplens.store.run_writer import ActivationWriter
 from cliplens.store.runs import Manifest, RunSpec, ShardInfo, run_id
@@ -49,9 +51,12 @@ __all__ = [
     "ActivationWriter",
     "AsyncTopKReader",
     "CachedHeads",
+    "InputShard",
+    "InputSource",
     "LatentStats",
     "LocalStore",
     "Manifest",
+    "ObjectInfo",
     "ObjectStore",
     "Record",
     "RunIncompleteError",
@@ -73,22 +78,22 @@ __all__ = [
     "describe_heads_cached",
     "fill_cache",
     "has_results",
+    "list_input_shards",
     "list_saes",
     "load_results",
     "load_sae_from_store",
+    "open_inputs",
     "open_labelled_parquet",
     "open_object",
     "open_store",
     "prefetch",
     "rank_heads_cached",
     "read_class_names",
-    "read_image_folder",
+    "read_input_shard",
     "read_inputs",
     "read_latent_stats",
-    "read_parquet",
     "read_sae_record",
     "read_topk_results",
-    "read_webdataset",
     "result_ids",
     "run_id",
     "save_results",

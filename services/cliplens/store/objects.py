@@ -16,7 +16,9 @@ S3 connection settings come from an explicit :class:`S3Config` or from the envir
 
 Keys are ``/``-separated paths relative to the store's root. Writes become visible atomically:
 locally a temporary file is renamed into place; on S3 an object appears only when its upload
-(single or multipart) completes.
+(single or multipart) completes. Listings stream in key order (``scan``), with each object's size
+and version (ETag on S3, mtime in nanoseconds locally). Stores pickle (an S3 store as its bucket,
+prefix and settings), so Ray workers can read and write the store the driver opened.
 """
 
 from __future__ import annotations
@@ -29,6 +31,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import urllib3
 from minio import Minio
@@ -90,6 +93,15 @@ class S3Config:
         )
 
 
+@dataclass(frozen=True)
+class ObjectInfo:
+    """One listed object: its key, size in bytes and version (ETag on S3, mtime_ns locally)."""
+
+    key: str
+    size: int
+    version: str
+
+
 class ObjectStore(ABC):
     """Bytes under ``/``-separated keys, relative to the store's root URI."""
 
@@ -106,11 +118,24 @@ class ObjectStore(ABC):
         """The object's content; :class:`NotFoundError` when it does not exist."""
 
     @abstractmethod
+    def read_range(self, key: str, offset: int, length: int) -> bytes:
+        """Up to ``length`` bytes of the object from ``offset`` on; :class:`NotFoundError` when missing."""
+
+    @abstractmethod
+    def stat(self, key: str) -> ObjectInfo:
+        """The object's size and version; :class:`NotFoundError` when it does not exist."""
+
+    @abstractmethod
     def exists(self, key: str) -> bool: ...
 
     @abstractmethod
+    def scan(self, prefix: str = "", start_after: str = "") -> Iterator[ObjectInfo]:
+        """Objects whose keys start with ``prefix`` (a string prefix, not only a folder) and sort
+        after ``start_after``, in key order, streamed (never the whole listing at once on S3)."""
+
     def list(self, prefix: str = "") -> list[str]:
         """Sorted keys that start with ``prefix`` (a string prefix, not only a folder)."""
+        return [info.key for info in self.scan(prefix)]
 
     @abstractmethod
     def delete(self, key: str) -> None:
@@ -143,16 +168,48 @@ class LocalStore(ObjectStore):
         except (FileNotFoundError, IsADirectoryError):
             raise NotFoundError(f"object '{key}' not found in {self.uri}") from None
 
+    def read_range(self, key: str, offset: int, length: int) -> bytes:
+        try:
+            with open(self._path(key), "rb") as handle:
+                handle.seek(offset)
+                return handle.read(length)
+        except (FileNotFoundError, IsADirectoryError):
+            raise NotFoundError(f"object '{key}' not found in {self.uri}") from None
+
+    def stat(self, key: str) -> ObjectInfo:
+        path = self._path(key)
+        if not path.is_file():
+            raise NotFoundError(f"object '{key}' not found in {self.uri}")
+        status = path.stat()
+        return ObjectInfo(key, status.st_size, str(status.st_mtime_ns))
+
     def exists(self, key: str) -> bool:
         return self._path(key).is_file()
 
-    def list(self, prefix: str = "") -> list[str]:
+    def scan(self, prefix: str = "", start_after: str = "") -> Iterator[ObjectInfo]:
         _check_prefix(prefix)
-        base = self.root / prefix.rsplit("/", 1)[0] if "/" in prefix else self.root
-        if not base.is_dir():
-            return []
-        keys = (p.relative_to(self.root).as_posix() for p in base.rglob("*") if p.is_file())
-        return sorted(k for k in keys if k.startswith(prefix) and TEMP_MARKER not in k.rsplit("/", 1)[-1])
+        folder = prefix.rsplit("/", 1)[0] + "/" if "/" in prefix else ""
+        for key, entry in self._walk(self.root / folder, folder, start_after):
+            if key.startswith(prefix) and key > start_after:
+                status = entry.stat()
+                yield ObjectInfo(key, status.st_size, str(status.st_mtime_ns))
+
+    def _walk(self, directory: Path, folder: str, start_after: str) -> Iterator[tuple[str, os.DirEntry[str]]]:
+        """Files below ``directory`` in key order: one directory's entries in memory at a time,
+        sorted as their keys sort (a sub-folder as ``name/``); sub-folders wholly before
+        ``start_after`` are not entered."""
+        try:
+            entries = list(os.scandir(directory))
+        except (FileNotFoundError, NotADirectoryError):
+            return
+        named = sorted((entry.name + "/" if entry.is_dir() else entry.name, entry) for entry in entries)
+        for name, entry in named:
+            key = folder + name
+            if entry.is_dir():
+                if key > start_after or start_after.startswith(key):
+                    yield from self._walk(Path(entry.path), key, start_after)
+            elif entry.is_file() and TEMP_MARKER not in name:
+                yield key, entry
 
     def delete(self, key: str) -> None:
         self._path(key).unlink(missing_ok=True)
@@ -204,6 +261,9 @@ class S3Store(ObjectStore):
             if not self.client.bucket_exists(bucket):
                 self.client.make_bucket(bucket)
 
+    def __reduce__(self) -> tuple[Any, ...]:
+        return (S3Store, (self.bucket, self.prefix, self.config))
+
     def put_bytes(self, key: str, data: bytes) -> None:
         with self._errors(key):
             self.client.put_object(
@@ -215,27 +275,44 @@ class S3Store(ObjectStore):
             self.client.fput_object(self.bucket, self._name(key), str(path), part_size=self.config.part_size)
 
     def get_bytes(self, key: str) -> bytes:
+        return self._get(key, 0, 0)
+
+    def read_range(self, key: str, offset: int, length: int) -> bytes:
+        return self._get(key, offset, length) if length > 0 else b""
+
+    def _get(self, key: str, offset: int, length: int) -> bytes:
+        """The object's bytes from ``offset`` on: ``length`` of them, or all with ``length`` 0."""
         with self._errors(key):
-            response = self.client.get_object(self.bucket, self._name(key))
+            response = self.client.get_object(self.bucket, self._name(key), offset=offset, length=length)
             try:
                 return response.read()
             finally:
                 response.close()
                 response.release_conn()
 
+    def stat(self, key: str) -> ObjectInfo:
+        with self._errors(key):
+            status = self.client.stat_object(self.bucket, self._name(key))
+        return ObjectInfo(key, int(status.size or 0), str(status.etag))
+
     def exists(self, key: str) -> bool:
         try:
-            with self._errors(key):
-                self.client.stat_object(self.bucket, self._name(key))
+            self.stat(key)
         except NotFoundError:
             return False
         return True
 
-    def list(self, prefix: str = "") -> list[str]:
+    def scan(self, prefix: str = "", start_after: str = "") -> Iterator[ObjectInfo]:
         with self._errors(f"listing '{prefix}'"):
-            objects = self.client.list_objects(self.bucket, prefix=self.prefix + prefix, recursive=True)
-            names = [obj.object_name for obj in objects if obj.object_name and not obj.is_dir]
-        return sorted(name[len(self.prefix) :] for name in names)
+            objects = self.client.list_objects(
+                self.bucket,
+                prefix=self.prefix + prefix,
+                recursive=True,
+                start_after=self.prefix + start_after if start_after else None,
+            )
+            for obj in objects:
+                if obj.object_name and not obj.is_dir:
+                    yield ObjectInfo(obj.object_name[len(self.prefix) :], int(obj.size or 0), str(obj.etag))
 
     def delete(self, key: str) -> None:
         with self._errors(key):
@@ -278,11 +355,20 @@ class _PrefixedStore(ObjectStore):
     def get_bytes(self, key: str) -> bytes:
         return self.parent.get_bytes(self.prefix + _check_key(key))
 
+    def read_range(self, key: str, offset: int, length: int) -> bytes:
+        return self.parent.read_range(self.prefix + _check_key(key), offset, length)
+
+    def stat(self, key: str) -> ObjectInfo:
+        info = self.parent.stat(self.prefix + _check_key(key))
+        return ObjectInfo(key, info.size, info.version)
+
     def exists(self, key: str) -> bool:
         return self.parent.exists(self.prefix + _check_key(key))
 
-    def list(self, prefix: str = "") -> list[str]:
-        return [k[len(self.prefix) :] for k in self.parent.list(self.prefix + prefix)]
+    def scan(self, prefix: str = "", start_after: str = "") -> Iterator[ObjectInfo]:
+        after = self.prefix + start_after if start_after else ""
+        for info in self.parent.scan(self.prefix + prefix, after):
+            yield ObjectInfo(info.key[len(self.prefix) :], info.size, info.version)
 
     def delete(self, key: str) -> None:
         self.parent.delete(self.prefix + _check_key(key))

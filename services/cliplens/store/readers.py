@@ -1,19 +1,24 @@
-"""Input readers: labelled image records from parquet, WebDataset tar shards or image folders.
+"""Input readers: labelled image records of one input shard (:mod:`cliplens.store.input_shards`).
 
 Every reader takes a local path or an ``s3://bucket/key`` URI (see :mod:`cliplens.store.objects`
-for the S3 settings) and yields :class:`Record` in a deterministic order. Labels are strings
-(``None`` when absent); the bytes are undecoded (see :func:`cliplens.store.decoding.decode_image`).
+for the S3 settings) and yields :class:`Record` in a deterministic order, streaming: a parquet
+shard is read row group by row group through ranged reads, a tar front to back, a folder chunk
+file by file. Labels are strings (``None`` when absent); the bytes are undecoded (see
+:func:`cliplens.store.decoding.decode_image`).
 
-- parquet: columns ``key``, ``jpg`` (image bytes) and ``label`` (names configurable); a file,
-  or a folder/prefix whose ``*.parquet`` files are read in name order.
+- parquet: columns ``key``, ``jpg`` (image bytes) and ``label``; a file, or a folder/prefix whose
+  ``*.parquet`` files are read in name order.
 - WebDataset: tar members ``<key>.jpg|jpeg|png|webp`` with an optional ``<key>.cls`` label; a
   ``.tar`` file, or a folder/prefix of them. A key without an image member yields empty bytes.
 - image folder: files with an image extension; the key is the path without extension, the label
   the first sub-folder's name (``None`` for files at the top level): a folder-per-class layout
   gives class names.
 
-Labels that are class indices (a parquet ``label`` column, WebDataset ``.cls`` files) become names
-with a class-names file (:func:`read_class_names`, one name per line: line ``i`` names class ``i``).
+Keys must be unique within an input shard (a repeated one is an error naming the shard); they may
+repeat across shards. An input shard that changed since it was listed (size, version, or a
+folder chunk's files) is an error naming it. Labels that are class indices (a parquet ``label``
+column, WebDataset ``.cls`` files) become names with a class-names file (:func:`read_class_names`,
+one name per line: line ``i`` names class ``i``).
 """
 
 from __future__ import annotations
@@ -27,11 +32,25 @@ from pathlib import Path
 import pyarrow.parquet as pq
 
 from cliplens.core.errors import InvalidInputError, NotFoundError
-from cliplens.store.objects import ObjectStore, S3Config, open_object
+from cliplens.store.input_shards import (
+    FORMATS,
+    PARQUET_COLUMNS,
+    InputShard,
+    InputSource,
+    ListingDigest,
+    check_columns,
+    is_folder_image,
+    list_input_shards,
+    open_inputs,
+    parquet_row_groups,
+)
+from cliplens.store.objects import ObjectInfo, S3Config, open_object
+from cliplens.store.ranged_file import open_ranged
+
+__all__ = ["FORMATS", "Record", "parquet_records", "read_class_names", "read_input_shard", "read_inputs"]
 
 WDS_IMAGE_SUFFIXES = ("jpg", "jpeg", "png", "webp")
-FOLDER_IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".webp", ".bmp", ".gif", ".tif", ".tiff")
-FORMATS = ("parquet", "webdataset", "folder")
+PARQUET_BATCH_ROWS = 256
 
 
 @dataclass(frozen=True)
@@ -41,72 +60,6 @@ class Record:
     label: str | None
 
 
-def read_parquet(
-    uri: str | Path,
-    *,
-    key_column: str = "key",
-    image_column: str = "jpg",
-    label_column: str | None = "label",
-    s3: S3Config | None = None,
-) -> Iterator[Record]:
-    """Records from parquet file(s) with image bytes and labels."""
-    store, key = open_object(uri, s3)
-    for name in _files(store, key, (".parquet",), uri):
-        yield from parquet_records(
-            store.get_bytes(name),
-            name,
-            key_column=key_column,
-            image_column=image_column,
-            label_column=label_column,
-        )
-
-
-def parquet_records(
-    data: bytes,
-    name: str,
-    *,
-    key_column: str = "key",
-    image_column: str = "jpg",
-    label_column: str | None = "label",
-) -> Iterator[Record]:
-    """Records from the bytes of one parquet file; ``name`` names it in errors."""
-    try:
-        parquet = pq.ParquetFile(io.BytesIO(data))
-    except (OSError, ValueError) as exc:  # pyarrow's ArrowInvalid is a ValueError
-        raise InvalidInputError(f"{name} is not a readable parquet file: {exc}") from None
-    columns = [key_column, image_column, *([label_column] if label_column else [])]
-    missing = set(columns) - set(parquet.schema_arrow.names)
-    if missing:
-        raise InvalidInputError(
-            f"parquet {name} has no column(s) {sorted(missing)}; it has {parquet.schema_arrow.names}"
-        )
-    for batch in parquet.iter_batches(batch_size=1024, columns=columns):
-        keys, images = batch.column(key_column).to_pylist(), batch.column(image_column).to_pylist()
-        labels = batch.column(label_column).to_pylist() if label_column else [None] * len(keys)
-        for k, image, label in zip(keys, images, labels, strict=True):
-            yield Record(str(k), image or b"", None if label is None else str(label))
-
-
-def read_webdataset(uri: str | Path, *, s3: S3Config | None = None) -> Iterator[Record]:
-    """Records from WebDataset tar shard(s)."""
-    store, key = open_object(uri, s3)
-    for name in _files(store, key, (".tar",), uri):
-        yield from _tar_records(store.get_bytes(name), name)
-
-
-def read_image_folder(uri: str | Path, *, s3: S3Config | None = None) -> Iterator[Record]:
-    """Records from a folder (or S3 prefix) of image files."""
-    store, key = open_object(uri, s3)
-    prefix = key.rstrip("/") + "/" if key else ""
-    names = [n for n in store.list(prefix) if n.lower().endswith(FOLDER_IMAGE_SUFFIXES)]
-    if not names:
-        raise NotFoundError(f"no image files ({', '.join(FOLDER_IMAGE_SUFFIXES)}) under {uri}")
-    for name in names:
-        relative = name[len(prefix) :]
-        folder, _, _ = relative.rpartition("/")
-        yield Record(relative.rsplit(".", 1)[0], store.get_bytes(name), folder.split("/")[0] or None)
-
-
 def read_inputs(
     uri: str | Path,
     fmt: str | None = None,
@@ -114,21 +67,46 @@ def read_inputs(
     class_names: Sequence[str] | None = None,
     s3: S3Config | None = None,
 ) -> Iterator[Record]:
-    """Records from ``uri`` in format ``fmt`` (guessed from the suffix when ``None``: .parquet,
-    .tar, otherwise a folder); with ``class_names``, index labels become those names."""
-    text = str(uri).rstrip("/")
-    fmt = fmt or (
-        "parquet" if text.endswith(".parquet") else "webdataset" if text.endswith(".tar") else "folder"
+    """Records of every input shard of ``uri`` in format ``fmt`` (guessed from the suffix when
+    ``None``: .parquet, .tar, otherwise a folder); with ``class_names``, index labels become names."""
+    source = open_inputs(uri, fmt, s3)
+    return (
+        record
+        for shard in list_input_shards(source)
+        for record in read_input_shard(source, shard, class_names)
     )
-    if fmt == "parquet":
-        records = read_parquet(uri, s3=s3)
-    elif fmt == "webdataset":
-        records = read_webdataset(uri, s3=s3)
-    elif fmt == "folder":
-        records = read_image_folder(uri, s3=s3)
+
+
+def read_input_shard(
+    source: InputSource, shard: InputShard, class_names: Sequence[str] | None = None
+) -> Iterator[Record]:
+    """The records of one input shard of ``source``, streamed."""
+    if shard.fmt == "folder":
+        records = _folder_records(source, shard)
     else:
-        raise InvalidInputError(f"unknown input format '{fmt}'; choose one of {', '.join(FORMATS)}")
-    return records if class_names is None else _named(records, class_names)
+        info = source.store.stat(shard.name)
+        if (info.size, info.version) != (shard.size, shard.version):
+            raise InvalidInputError(
+                f"input shard {shard.describe()} changed since it was listed (size {info.size}, version "
+                f"{info.version}; listed {shard.size}, {shard.version}): run the job again to list it anew"
+            )
+        records = (
+            _parquet_shard_records(source, info, shard)
+            if shard.fmt == "parquet"
+            else _tar_records(source, info)
+        )
+    seen: set[str] = set()
+    for record in records:
+        if record.key in seen:
+            raise InvalidInputError(f"input shard {shard.describe()} holds the key '{record.key}' twice")
+        seen.add(record.key)
+        yield record if class_names is None else _named(record, class_names)
+
+
+def parquet_records(data: bytes, name: str) -> Iterator[Record]:
+    """Records from the bytes of one parquet file; ``name`` names it in errors."""
+    parquet = _open_parquet(io.BytesIO(data), name)
+    yield from _parquet_rows(parquet, list(range(parquet.metadata.num_row_groups)))
 
 
 def read_class_names(uri: str | Path, *, s3: S3Config | None = None) -> list[str]:
@@ -147,36 +125,68 @@ def read_class_names(uri: str | Path, *, s3: S3Config | None = None) -> list[str
     return names
 
 
-def _named(records: Iterator[Record], class_names: Sequence[str]) -> Iterator[Record]:
-    for record in records:
-        if not record.label:  # unlabelled
-            yield record
-            continue
-        index = int(record.label) if record.label.strip().lstrip("-").isdigit() else None
-        if index is None or not 0 <= index < len(class_names):
-            raise InvalidInputError(
-                f"label '{record.label}' of input {record.key} is not a class index in 0..{len(class_names) - 1}, "
-                f"so the {len(class_names)} class names cannot name it"
-            )
-        yield replace(record, label=class_names[index])
+def _named(record: Record, class_names: Sequence[str]) -> Record:
+    if not record.label:  # unlabelled
+        return record
+    index = int(record.label) if record.label.strip().lstrip("-").isdigit() else None
+    if index is None or not 0 <= index < len(class_names):
+        raise InvalidInputError(
+            f"label '{record.label}' of input {record.key} is not a class index in 0..{len(class_names) - 1}, "
+            f"so the {len(class_names)} class names cannot name it"
+        )
+    return replace(record, label=class_names[index])
 
 
-def _files(store: ObjectStore, key: str, suffixes: tuple[str, ...], uri: str | Path) -> list[str]:
-    """``key`` itself when it names one file, else the matching files under it as a folder/prefix."""
-    if key.endswith(suffixes) and store.exists(key):
-        return [key]
-    prefix = key.rstrip("/") + "/" if key else ""
-    names = [n for n in store.list(prefix) if n.endswith(suffixes)]
-    if not names:
-        raise NotFoundError(f"no {' or '.join(suffixes)} files at {uri}")
-    return names
+def _open_parquet(handle: io.IOBase, name: str) -> pq.ParquetFile:
+    try:
+        parquet = pq.ParquetFile(handle)
+    except (OSError, ValueError) as exc:  # pyarrow's ArrowInvalid is a ValueError
+        raise InvalidInputError(f"{name} is not a readable parquet file: {exc}") from None
+    check_columns(parquet, name)
+    return parquet
 
 
-def _tar_records(data: bytes, name: str) -> Iterator[Record]:
+def _parquet_shard_records(source: InputSource, info: ObjectInfo, shard: InputShard) -> Iterator[Record]:
+    parquet = _open_parquet(open_ranged(source.store, info), shard.name)
+    yield from _parquet_rows(parquet, parquet_row_groups(parquet, shard))
+
+
+def _parquet_rows(parquet: pq.ParquetFile, row_groups: list[int]) -> Iterator[Record]:
+    key_column, image_column, label_column = PARQUET_COLUMNS
+    for batch in parquet.iter_batches(PARQUET_BATCH_ROWS, row_groups, list(PARQUET_COLUMNS)):
+        keys, images = batch.column(key_column).to_pylist(), batch.column(image_column).to_pylist()
+        labels = batch.column(label_column).to_pylist()
+        for k, image, label in zip(keys, images, labels, strict=True):
+            yield Record(str(k), image or b"", None if label is None else str(label))
+
+
+def _folder_records(source: InputSource, shard: InputShard) -> Iterator[Record]:
+    """The chunk's files, listed again from the key before it and checked against the listing."""
+    infos: list[ObjectInfo] = []
+    digest = ListingDigest()
+    for info in source.store.scan("", shard.after):
+        if is_folder_image(info.key):
+            infos.append(info)
+            digest.add(info)
+        if info.key >= shard.last:
+            break
+    if not infos or infos[0].key != shard.name or digest.hexdigest() != shard.version:
+        raise InvalidInputError(
+            f"input shard {shard.describe()} changed since it was listed (files added, removed or "
+            "rewritten): run the job again to list it anew"
+        )
+    for info in infos:
+        folder, _, _ = info.key.rpartition("/")
+        yield Record(
+            info.key.rsplit(".", 1)[0], source.store.get_bytes(info.key), folder.split("/")[0] or None
+        )
+
+
+def _tar_records(source: InputSource, info: ObjectInfo) -> Iterator[Record]:
     current: str | None = None
     image, label = b"", None
     try:
-        with tarfile.open(fileobj=io.BytesIO(data), mode="r:*") as tar:
+        with tarfile.open(fileobj=open_ranged(source.store, info), mode="r|*") as tar:
             for member in tar:
                 if not member.isfile():
                     continue
@@ -187,17 +197,13 @@ def _tar_records(data: bytes, name: str) -> Iterator[Record]:
                     if current is not None:
                         yield Record(current, image, label)
                     current, image, label = key, b"", None
-                content = _member_bytes(tar, member)
+                handle = tar.extractfile(member)
+                content = handle.read() if handle is not None else b""
                 if suffix.lower() in WDS_IMAGE_SUFFIXES:
                     image = content
                 elif suffix.lower() == "cls":
                     label = content.decode("utf-8", errors="replace").strip()
     except tarfile.TarError as exc:
-        raise InvalidInputError(f"WebDataset shard {name} is not a readable tar file: {exc}") from None
+        raise InvalidInputError(f"WebDataset shard {info.key} is not a readable tar file: {exc}") from None
     if current is not None:
         yield Record(current, image, label)
-
-
-def _member_bytes(tar: tarfile.TarFile, member: tarfile.TarInfo) -> bytes:
-    handle = tar.extractfile(member)
-    return handle.read() if handle is not None else b""

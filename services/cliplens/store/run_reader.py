@@ -1,4 +1,7 @@
-"""Reading a committed activation run: streamed batches, shuffled training batches, rows by key."""
+"""Reading a committed activation run: streamed batches, shuffled training batches, rows by key.
+
+Shard ``i`` is the ``i``-th part in the manifest's list (parts in input-shard order).
+"""
 
 from __future__ import annotations
 
@@ -16,7 +19,7 @@ from cliplens.core.errors import InvalidInputError, NotFoundError
 from cliplens.store.errors import RunNotCommittedError
 from cliplens.store.objects import ObjectStore
 from cliplens.store.prefetch import prefetch
-from cliplens.store.runs import MANIFEST_FILE, TENSOR_NAME, Manifest, run_prefix, shard_stem
+from cliplens.store.runs import MANIFEST_FILE, TENSOR_NAME, Manifest, run_prefix
 
 DEFAULT_MAX_LOAD_BYTES = 2 * 1024**3
 
@@ -34,7 +37,7 @@ class ActivationRun:
             raise RunNotCommittedError(
                 f"run {run_id} not committed: no {MANIFEST_FILE} under {self.store.uri}"
             ) from None
-        self._index: dict[str, tuple[int, int]] | None = None
+        self._index: dict[str, tuple[int, int] | None] | None = None
         self._cached: tuple[int, Tensor] | None = None
 
     @property
@@ -48,15 +51,15 @@ class ActivationRun:
     def shard(self, index: int) -> Tensor:
         """Shard ``index``'s fp16 activations, checked against the manifest's sha256."""
         info = self.manifest.shards[index]
-        data = self.store.get_bytes(f"{shard_stem(info.index)}.safetensors")
+        data = self.store.get_bytes(f"{info.stem}.safetensors")
         if self.verify and hashlib.sha256(data).hexdigest() != info.sha256:
-            raise InvalidInputError(f"run {self.run_id}: shard {info.index} does not match its sha256")
+            raise InvalidInputError(f"run {self.run_id}: shard {info.stem} does not match its sha256")
         return load(data)[TENSOR_NAME]
 
     def shard_keys(self, index: int) -> tuple[list[str], list[str | None]]:
         """Input keys and labels of shard ``index``'s rows, in row order."""
         info = self.manifest.shards[index]
-        table = pq.read_table(io.BytesIO(self.store.get_bytes(f"{shard_stem(info.index)}.keys.parquet")))
+        table = pq.read_table(io.BytesIO(self.store.get_bytes(f"{info.stem}.keys.parquet")))
         return table.column("key").to_pylist(), table.column("label").to_pylist()
 
     def keys(self) -> list[str]:
@@ -88,18 +91,24 @@ class ActivationRun:
             yield torch.cat(pending)
 
     def row(self, key: str) -> Tensor:
-        """The activation row of input ``key``."""
+        """The activation row of input ``key`` (keys are unique within an input shard only: a key
+        of rows in several input shards is refused)."""
         if self._index is None:
-            self._index = {
-                k: (s, r)
-                for s in range(len(self.manifest.shards))
-                for r, k in enumerate(self.shard_keys(s)[0])
-            }
+            self._index = {}
+            for s in range(len(self.manifest.shards)):
+                for r, k in enumerate(self.shard_keys(s)[0]):
+                    self._index[k] = None if k in self._index else (s, r)
         if key not in self._index:
             reason = self.manifest.skipped.get(key)
             detail = f"it was skipped: {reason}" if reason else "no such input"
             raise NotFoundError(f"run {self.run_id} has no row for input '{key}': {detail}")
-        shard, offset = self._index[key]
+        place = self._index[key]
+        if place is None:
+            raise InvalidInputError(
+                f"run {self.run_id} has rows for input '{key}' in several input shards; "
+                "keys are unique only within an input shard: read it with shard_keys() and shard()"
+            )
+        shard, offset = place
         if self._cached is None or self._cached[0] != shard:
             self._cached = (shard, self.shard(shard))
         return self._cached[1][offset]

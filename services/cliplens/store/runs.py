@@ -2,30 +2,34 @@
 
 Layout under ``runs/<run_id>/`` in an object store::
 
-    shards/shard-000000.safetensors   fp16 tensor "activations": (rows, d) or (rows, patches, d)
-    shards/shard-000000.keys.parquet  one row per tensor row: key (string), label (string or null)
-    shards/shard-000000.done.json     written after the two above: rows, shape, sha256, skipped inputs
-    manifest.json                     written last by commit(): the run is readable once it exists
+    shards/shard-000012-0003.safetensors   fp16 tensor "activations": (rows, d) or (rows, patches, d)
+    shards/shard-000012-0003.keys.parquet  one row per tensor row: key (string), label (string or null)
+    inputs/input-000012.done.json          written after all its parts: each part's rows, shape,
+                                           sha256 and skipped inputs (key -> reason)
+    manifest.json                          written last by commit(): the run is readable once it exists
 
-Shard ``i`` covers inputs ``[i * rows_per_shard, (i + 1) * rows_per_shard)`` of the run's key list,
-minus the inputs skipped there (undecodable images), so workers write shards independently.
+Input shard ``i`` (the ``i``-th of the run's input-shard listing, see
+:mod:`cliplens.store.input_shards`) is written as parts ``0, 1, ...`` of at most ``rows_per_shard``
+inputs each, in input order, minus the inputs skipped there (undecodable images), so workers write
+input shards independently; its ``done.json`` makes it committed. The manifest's shards are every
+part in (input shard, part) order.
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
-import math
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
 from cliplens.core.errors import InvalidInputError
 from cliplens.core.sites import Site
+from cliplens.store.input_shards import InputShard
 
 RUNS_PREFIX = "runs"
 MANIFEST_FILE = "manifest.json"
 TENSOR_NAME = "activations"
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2
 RUN_ID_LENGTH = 16
 
 
@@ -33,53 +37,47 @@ RUN_ID_LENGTH = 16
 class RunSpec:
     """What an activation run extracts; everything that changes the tensors is part of ``run_id``.
 
-    ``preprocess`` describes the image preprocessing (e.g. ``str(clip.preprocess)``); ``keys`` is
-    the dataset's ordered input list. ``job`` is extra configuration recorded in the manifest only.
+    ``preprocess`` describes the image preprocessing (e.g. ``str(clip.preprocess)``); ``inputs`` is
+    the data set's input-shard listing (names, sizes, versions, row ranges). ``job`` is extra
+    configuration recorded in the manifest only.
     """
 
     model_id: str
     site: str
     preprocess: str
     dataset_id: str
-    keys: tuple[str, ...]
+    inputs: tuple[InputShard, ...]
     rows_per_shard: int = 4096
     job: dict[str, Any] = field(default_factory=dict, compare=False, hash=False)
 
     def __post_init__(self) -> None:
-        object.__setattr__(self, "keys", tuple(self.keys))
+        object.__setattr__(self, "inputs", tuple(self.inputs))
         object.__setattr__(self, "site", str(Site.parse(self.site)))
-        if not self.keys:
-            raise InvalidInputError("an activation run needs at least one input key")
-        if len(set(self.keys)) != len(self.keys):
-            raise InvalidInputError("input keys of an activation run must be unique")
+        if not self.inputs:
+            raise InvalidInputError("an activation run needs at least one input shard")
         if self.rows_per_shard < 1:
             raise InvalidInputError(f"rows_per_shard must be at least 1, got {self.rows_per_shard}")
 
     @property
     def run_id(self) -> str:
-        return run_id(self.model_id, self.site, self.preprocess, self.dataset_id, self.keys)
+        return run_id(self.model_id, self.site, self.preprocess, self.dataset_id, self.inputs)
 
-    @property
-    def num_shards(self) -> int:
-        return math.ceil(len(self.keys) / self.rows_per_shard)
-
-    def shard_keys(self, shard: int) -> tuple[str, ...]:
-        """The inputs shard ``shard`` covers, in order."""
-        if not 0 <= shard < self.num_shards:
-            raise InvalidInputError(f"shard {shard} out of range: the run has {self.num_shards} shards")
-        return self.keys[shard * self.rows_per_shard : (shard + 1) * self.rows_per_shard]
+    def check_input_shard(self, input_shard: int) -> None:
+        if not 0 <= input_shard < len(self.inputs):
+            raise InvalidInputError(
+                f"input shard {input_shard} out of range: the run has {len(self.inputs)} input shards"
+            )
 
     def to_dict(self) -> dict[str, Any]:
         document = asdict(self)
-        document["num_inputs"] = len(document.pop("keys"))
+        document["input_shards"] = len(document.pop("inputs"))
         return document
 
 
-def run_id(
-    model_id: str, site: str, preprocess: str, dataset_id: str, keys: tuple[str, ...] | list[str]
-) -> str:
-    """Short sha256 of the run's identity: model, site, preprocessing, dataset and its key list."""
-    identity = json.dumps([model_id, str(Site.parse(site)), preprocess, dataset_id, list(keys)])
+def run_id(model_id: str, site: str, preprocess: str, dataset_id: str, inputs: tuple[InputShard, ...]) -> str:
+    """Short sha256 of the run's identity: model, site, preprocessing, dataset and its input shards."""
+    listing = [shard.to_dict() for shard in inputs]
+    identity = json.dumps([model_id, str(Site.parse(site)), preprocess, dataset_id, listing], sort_keys=True)
     return hashlib.sha256(identity.encode()).hexdigest()[:RUN_ID_LENGTH]
 
 
@@ -87,25 +85,36 @@ def run_prefix(run: str) -> str:
     return f"{RUNS_PREFIX}/{run}/"
 
 
-def shard_stem(shard: int) -> str:
-    return f"shards/shard-{shard:06d}"
+def part_stem(input_shard: int, part: int) -> str:
+    return f"shards/shard-{input_shard:06d}-{part:04d}"
+
+
+def input_marker(input_shard: int) -> str:
+    """The key of input shard ``input_shard``'s completion record."""
+    return f"inputs/input-{input_shard:06d}.done.json"
 
 
 @dataclass(frozen=True)
 class ShardInfo:
-    """One shard's completion record (its ``done.json``)."""
+    """One written part: its place (input shard, part), rows, checksums and skipped inputs."""
 
-    index: int
+    input_shard: int
+    part: int
     rows: int
     shape: tuple[int, ...]
     sha256: str
     keys_sha256: str
     skipped: dict[str, str]
 
+    @property
+    def stem(self) -> str:
+        return part_stem(self.input_shard, self.part)
+
     @classmethod
     def from_dict(cls, raw: dict[str, Any]) -> ShardInfo:
         return cls(
-            index=int(raw["index"]),
+            input_shard=int(raw["input_shard"]),
+            part=int(raw["part"]),
             rows=int(raw["rows"]),
             shape=tuple(raw["shape"]),
             sha256=str(raw["sha256"]),
@@ -130,7 +139,12 @@ class Manifest:
 
     @property
     def skipped(self) -> dict[str, str]:
+        """Skipped input key -> reason (a key skipped in several input shards appears once)."""
         return {key: reason for s in self.shards for key, reason in s.skipped.items()}
+
+    @property
+    def num_skipped(self) -> int:
+        return sum(len(s.skipped) for s in self.shards)
 
     def to_json(self) -> bytes:
         document = asdict(self)
@@ -140,6 +154,11 @@ class Manifest:
     @classmethod
     def from_json(cls, data: bytes) -> Manifest:
         raw = json.loads(data)
+        if int(raw["format_version"]) != FORMAT_VERSION:
+            raise InvalidInputError(
+                f"run {raw['run_id']} has format version {raw['format_version']}, this cliplens reads "
+                f"{FORMAT_VERSION}: extract it again (the new run gets a new id)"
+            )
         return cls(
             run_id=raw["run_id"],
             spec=raw["spec"],
