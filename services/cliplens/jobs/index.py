@@ -15,7 +15,6 @@ from dataclasses import asdict, dataclass, field
 from typing import Any, TypeVar
 
 from cliplens.core.errors import InvalidInputError
-from cliplens.core.models import resolve_device
 from cliplens.core.sae.train import TrainConfig
 from cliplens.jobs.extract import ExtractConfig, ExtractSummary, run_extract
 from cliplens.jobs.sae_training import SaeJob, train_sae_on_run
@@ -99,7 +98,7 @@ class IndexSummary:
 
 
 def run_index(job: IndexJob, store: ObjectStore) -> IndexSummary:
-    """All four stages for ``job`` into ``store``; extract needs Ray to be initialised."""
+    """All four stages for ``job`` into ``store``; extract and topk need Ray to be initialised."""
     summary = IndexSummary(top_k=job.top_k)
     summary.extract = _timed(summary, "extract", lambda: run_extract(job.extract, store))
     run = ActivationRun(store, next(iter(summary.extract.runs.values())))
@@ -129,8 +128,10 @@ def run_index(job: IndexJob, store: ObjectStore) -> IndexSummary:
         or done.get("top_k") != job.top_k
         or not has_results(store, run.run_id, job.sae_id, patches)
     ):
-        sae = load_sae_from_store(store, job.sae_id, resolve_device(job.train.device)).sae
-        summary.results = _timed(summary, "topk", lambda: compute_topk(run, sae, job.sae_id, job.top_k))
+        sae = load_sae_from_store(store, job.sae_id).sae
+        summary.results = _timed(
+            summary, "topk", lambda: compute_topk(run, sae, job.sae_id, job.top_k, on_ray=True)
+        )
         save_results(store, run.run_id, summary.results)
         summary.ranked = True
         _write_index_file(store, job.sae_id, {**done, "top_k": job.top_k})

@@ -1,10 +1,15 @@
-"""``cliplens topk``: every latent's top-k inputs and activation histogram, into the store and Redis."""
+"""``cliplens topk``: every latent's top-k inputs and activation histogram, into the store and Redis.
+
+The run's shards are ranked by Ray tasks (a GPU each when the cluster has GPUs) whose results merge
+in a tree; ``--address`` / ``$RAY_ADDRESS`` joins a cluster, else a local Ray starts.
+"""
 
 from __future__ import annotations
 
 import argparse
 import sys
 
+from cliplens.jobs.ray_cluster import ray_cluster
 from cliplens.jobs.topk import compute_topk
 from cliplens.store.errors import StoreUnavailableError
 from cliplens.store.feature_index import fill_cache, load_results, save_results
@@ -27,7 +32,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--rebuild-cache", action="store_true", help="reload Redis from the stored results, computing nothing"
     )
-    parser.add_argument("--device", default="cpu", help="device for the SAE (default: cpu)")
+    parser.add_argument("--address", help="Ray cluster address (default: $RAY_ADDRESS, else a local Ray)")
 
 
 def run(args: argparse.Namespace) -> int:
@@ -37,8 +42,9 @@ def run(args: argparse.Namespace) -> int:
     if args.rebuild_cache:
         results = load_results(store, run_.run_id, args.sae, patches=len(run_.row_shape) == 2)
     else:
-        sae = load_sae_from_store(store, args.sae, args.device).sae
-        results = compute_topk(run_, sae, args.sae, args.k)
+        sae = load_sae_from_store(store, args.sae).sae
+        with ray_cluster(args.address):
+            results = compute_topk(run_, sae, args.sae, args.k, on_ray=True)
         save_results(store, run_.run_id, results)
         for result in results:
             live = sum(1 for s in result.stats if s.fires)
