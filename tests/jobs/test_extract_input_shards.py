@@ -1,15 +1,17 @@
 """``cliplens extract`` by input shards on a real local Ray: a tar larger than ``rows_per_shard``
 becomes several parts, skipped inputs reach the manifest, rows equal a plain forward, and a
-re-run skips the committed input shards."""
+re-run skips the committed input shards; an unreadable input shard fails the job naming it."""
 
 from __future__ import annotations
 
 from pathlib import Path
 
 import pyarrow.parquet as pq
+import pytest
 import torch
 from job_helpers import reference_forward
 
+from cliplens.cli import main
 from cliplens.core.models import LoadedClip
 from cliplens.jobs.extract import ExtractConfig, run_extract
 from cliplens.store import ActivationRun, LocalStore
@@ -76,3 +78,17 @@ def test_tars_become_parts_and_a_rerun_skips_the_committed_input_shards(
     rerun = ActivationRun(store, run.run_id)
     assert rerun.manifest.shards == run.manifest.shards
     assert torch.equal(rerun.load_all(), run.load_all())
+
+
+def test_an_unreadable_input_shard_fails_the_job_with_an_error_naming_it(
+    ray_session: None, cifar_sample: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    write_tars(tmp_path / "wds", cifar_sample)
+    tar = tmp_path / "wds" / "001.tar"
+    tar.write_bytes(tar.read_bytes()[:3000])  # cut inside its second member
+    args = ["extract", str(tmp_path / "wds"), "--format", "webdataset", "--store", str(tmp_path / "store")]
+    assert main([*args, "--rows-per-shard", "16"]) == 2
+    error = (
+        "cliplens extract: error: WebDataset shard 001.tar is not a readable tar file: unexpected end of data"
+    )
+    assert error in capsys.readouterr().err.splitlines()

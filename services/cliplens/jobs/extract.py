@@ -16,13 +16,14 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import asdict, dataclass, field
+from typing import Any
 
 import ray
 import torch
 
-from cliplens.core.errors import InvalidInputError
+from cliplens.core.errors import CliplensError, InvalidInputError
 from cliplens.core.models import LoadedClip, load_clip
 from cliplens.core.sites import Site, encode_images
 from cliplens.jobs.extract_stages import PartReader, PartSource, PendingShard, SiteEncoder
@@ -253,7 +254,7 @@ def _run_pipeline(
     sites = {p.index: p.sites for p in pending}
     parts: dict[int, dict[int, list[dict[str, object] | None]]] = {}
     expected: dict[int, int] = {}
-    for row in dataset.iter_rows():
+    for row in _rows(dataset):
         index = int(row["input_shard"])
         if int(row["parts"]) >= 0:
             expected[index] = int(row["parts"])
@@ -270,6 +271,17 @@ def _run_pipeline(
     if sites:
         lost = ", ".join(str(index) for index in sorted(sites)[:10])
         raise RuntimeError(f"the pipeline lost input shards {lost} (of {len(pending)} sent)")
+
+
+def _rows(dataset: ray.data.Dataset) -> Iterator[dict[str, Any]]:
+    """The dataset's rows; a cliplens error of a worker (a bad input shard, an unreachable store)
+    is raised again as itself, its message without the worker's traceback."""
+    try:
+        yield from dataset.iter_rows()
+    except ray.exceptions.RayTaskError as exc:
+        if isinstance(exc.cause, CliplensError):
+            raise type(exc.cause)(str(exc.cause)) from None
+        raise
 
 
 def _written(info: dict[str, object] | None) -> dict[str, object]:
