@@ -47,9 +47,12 @@ class ExtractConfig:
     # A class-names file: index labels (parquet ``label`` column, WebDataset ``.cls``) become names.
     labels_from: str | None = None
     dataset_id: str | None = None
+    # Inputs per output part (one pipeline block); an input shard of a folder or a big parquet file
+    # holds about input_shard_rows inputs (a tar is one input shard, whatever its size).
     rows_per_shard: int = 1024
     input_shard_rows: int = DEFAULT_SHARD_ROWS
     batch_size: int = 64
+    # Images a read task reads and decodes at a time.
     decode_batch_size: int = 256
     decoders: int | None = None
     encoders: int = 1
@@ -60,7 +63,7 @@ class ExtractConfig:
     max_pixels: int = DEFAULT_MAX_PIXELS
 
     def __post_init__(self) -> None:
-        names = (
+        counts = (
             "rows_per_shard",
             "input_shard_rows",
             "batch_size",
@@ -68,7 +71,7 @@ class ExtractConfig:
             "decoders",
             "encoders",
         )
-        for name in names:
+        for name in counts:
             if getattr(self, name) is not None and getattr(self, name) < 1:
                 raise InvalidInputError(
                     f"{name.replace('_', '-')} must be at least 1, got {getattr(self, name)}"
