@@ -20,7 +20,7 @@ from tqdm.auto import tqdm
 from cliplens.core.errors import InvalidInputError, ShapeMismatchError
 from cliplens.core.models import resolve_device
 from cliplens.core.sae.metrics import MetricAccumulator, SaeMetrics
-from cliplens.core.sae.modules import Sae, SaeLoss
+from cliplens.core.sae.modules import Sae
 
 
 class ActivationSource(Protocol):
@@ -227,11 +227,10 @@ class SaeGroupTrainer:
         return [trainer.end_epoch(epoch) for trainer in self.trainers]
 
     def progress(self) -> dict[str, str]:
-        """The last step's loss and L0 of each SAE, for a progress bar."""
-        losses = [trainer.last for trainer in self.trainers if trainer.last is not None]
+        """Each SAE's mean loss and L0 so far this epoch, for a progress bar."""
         return {
-            "loss": "/".join(f"{float(out.total.detach()):.4f}" for out in losses),
-            "l0": "/".join(f"{float((out.z != 0).sum(-1).float().mean()):.1f}" for out in losses),
+            "loss": "/".join(f"{t.loss_sum / max(1, t.batches):.4f}" for t in self.trainers),
+            "l0": "/".join(f"{t.accumulator.l0_sum / max(1, t.accumulator.rows):.1f}" for t in self.trainers),
         }
 
     def evaluate_batch(self, batch: Tensor) -> None:
@@ -262,7 +261,6 @@ class _Trainer:
         with seeded_rng(cfg.seed, device):
             self.rng = _rng_state(device)
         self.step = 0
-        self.last: SaeLoss | None = None
         self._new_epoch()
 
     def _new_epoch(self) -> None:
@@ -292,7 +290,6 @@ class _Trainer:
         self.rng = _rng_state(self.device)
         self.step += 1
         self.batches += 1
-        self.last = out
         self.seconds += time.perf_counter() - started
 
     def end_epoch(self, epoch: int) -> EpochMetrics:
