@@ -20,10 +20,11 @@ from typing import Any
 import torch
 import torch.nn.functional as F
 
-from cliplens.core.models import load_clip
+from cliplens.core.models import LoadedClip, load_clip
+from cliplens.demo.catalogue import FINAL_SAE
 from cliplens.store import decode_image
 from cliplens_client import Client
-from serve_common import APP, percentile, serve_app, summary_ms, write_results
+from serve_common import APP, percentile, serve_app, summary_ms, synchronize, write_results
 
 SMALL = {"ray_actor_options": {"num_cpus": 0.1, "num_gpus": 0}}
 TEXT = "a photo of a cat"
@@ -33,8 +34,9 @@ NOTE = (
 )
 
 
-def raw_forward_backward(jpeg: bytes, runs: int) -> list[float]:
-    clip = load_clip("demo", device="cpu")
+def raw_forward_backward(jpeg: bytes, runs: int, clip: LoadedClip | None = None) -> list[float]:
+    """Seconds of each of ``runs`` passes (after 5 warm-ups) of ``clip``, by default the demo on CPU."""
+    clip = clip or load_clip("demo", device="cpu")
     pixels = clip.preprocess_images([decode_image(jpeg)]).requires_grad_(True)  # type: ignore[list-item]
     with torch.no_grad():
         text = F.normalize(clip.encode_texts([TEXT]).float(), dim=-1)
@@ -44,18 +46,19 @@ def raw_forward_backward(jpeg: bytes, runs: int) -> list[float]:
         pixels.grad = None
         score = (F.normalize(clip.model.encode_image(pixels).float(), dim=-1) @ text.T).sum()
         score.backward()
+        synchronize(clip.device)
         times.append(time.perf_counter() - start)
     return times[5:]
 
 
-def served_latencies(address: str, jpeg: bytes, runs: int) -> list[float]:
+def served_latencies(address: str, jpeg: bytes, runs: int, sae_id: str = FINAL_SAE) -> list[float]:
     times = []
     with Client(address, app=APP) as client:
         for _ in range(5):
-            client.attribute_latents("demo-final-topk", jpeg, [TEXT])
+            client.attribute_latents(sae_id, jpeg, [TEXT])
         for _ in range(runs):
             start = time.perf_counter()
-            client.attribute_latents("demo-final-topk", jpeg, [TEXT])
+            client.attribute_latents(sae_id, jpeg, [TEXT])
             times.append(time.perf_counter() - start)
     return times
 

@@ -27,13 +27,6 @@ APP = APP_NAME
 
 
 @dataclass(frozen=True)
-class Stack:
-    settings: AppSettings
-    index: DemoIndex
-    ports: ServePorts
-
-
-@dataclass(frozen=True)
 class Running:
     address: str
     index: DemoIndex
@@ -41,11 +34,31 @@ class Running:
     attribution_address: str  # the Attributor's direct port
 
 
+@dataclass(frozen=True)
+class Stack:
+    settings: AppSettings
+    index: DemoIndex
+    ports: ServePorts
+
+    def start(self, options: dict[str, dict[str, Any]]) -> Running:
+        """Start the app on this stack (``options`` per deployment); where it listens."""
+        start_app(self.settings, options, self.ports)
+        return Running(
+            f"127.0.0.1:{self.ports.grpc}",
+            self.index,
+            f"127.0.0.1:{self.settings.feature_port.port}",
+            f"127.0.0.1:{self.settings.attribution_port.port}",
+        )
+
+
 @contextmanager
-def demo_stack(models: list[str], store_dir: Path | None = None, **args: Any) -> Iterator[Stack]:
-    """Ray (4 CPUs), Redis, the demo catalogue and the app's settings (loopback ports; ``args`` go
-    into :class:`AppSettings`); the app serves the SAEs of ``store_dir``, by default the catalogue's.
-    Stops Serve, Ray and Redis on the way out."""
+def demo_stack(
+    models: list[str], store_dir: Path | None = None, num_cpus: int = 4, **args: Any
+) -> Iterator[Stack]:
+    """Ray (``num_cpus``), Redis, the demo catalogue and the app's settings (loopback ports; ``args``
+    go into :class:`AppSettings`); the app serves the SAEs of ``store_dir``, by default the
+    catalogue's. Stops Serve, Ray and Redis on the way out."""
+    os.environ.setdefault("RAY_SERVE_THROUGHPUT_OPTIMIZED", "1")
     import ray
     from ray import serve
 
@@ -53,7 +66,7 @@ def demo_stack(models: list[str], store_dir: Path | None = None, **args: Any) ->
         redis = RedisServer(Path(tmp) / "redis")
         redis.start()
         index = build_demo_index(load_clip("demo", device="cpu"), Path(tmp), redis.url)
-        ray.init(num_cpus=4, include_dashboard=False, log_to_driver=False, configure_logging=False)
+        ray.init(num_cpus=num_cpus, include_dashboard=False, log_to_driver=False, configure_logging=False)
         grpc_port, http_port, feature_port, attribution_port = free_ports(4)
         settings = AppSettings(
             models=models,
@@ -77,15 +90,8 @@ def serve_app(
     models: list[str], options: dict[str, dict[str, Any]], store_dir: Path | None = None, **args: Any
 ) -> Iterator[Running]:
     """:func:`demo_stack` with the app started (``options`` per deployment)."""
-    os.environ.setdefault("RAY_SERVE_THROUGHPUT_OPTIMIZED", "1")
     with demo_stack(models, store_dir, **args) as stack:
-        start_app(stack.settings, options, stack.ports)
-        yield Running(
-            f"127.0.0.1:{stack.ports.grpc}",
-            stack.index,
-            f"127.0.0.1:{stack.settings.feature_port.port}",
-            f"127.0.0.1:{stack.settings.attribution_port.port}",
-        )
+        yield stack.start(options)
 
 
 def synchronize(device: torch.device) -> None:

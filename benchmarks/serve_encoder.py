@@ -25,30 +25,39 @@ from cliplens.core.models import load_clip
 from cliplens.serve.request_checks import decode_rgb
 from cliplens.store import DEFAULT_MAX_PIXELS as MAX_PIXELS
 from cliplens_client.v1 import common_pb2, encoder_pb2, encoder_pb2_grpc
-from serve_common import APP, serve_app, write_results
+from serve_common import APP, serve_app, synchronize, write_results
 
 SMALL = {"ray_actor_options": {"num_cpus": 0.1, "num_gpus": 0}}
 
 
-def in_process(model_id: str, jpegs: list[bytes], batch: int, batched_normalise: bool = False) -> float:
-    """Images per second of decode + preprocess + encode in one loop.
+def in_process(
+    model_id: str,
+    jpegs: list[bytes],
+    batch: int,
+    batched_normalise: bool = False,
+    device: str = "cpu",
+    dtype: str = "fp32",
+) -> float:
+    """Images per second of decode + preprocess + encode in one loop, the model on ``device``.
 
     Preprocessing is open_clip's own per-image transform, or with ``batched_normalise`` cliplens's
     split of it (resize and crop per image, one normalisation per batch: the served path's way).
     """
-    clip = load_clip(model_id, device="cpu")
+    clip = load_clip(model_id, device=device, dtype=dtype)
 
     def pixels(images: list[Image.Image]) -> torch.Tensor:
         if batched_normalise:
             return clip.preprocess_images(images)
-        return torch.stack([clip.preprocess(image) for image in images])
+        return torch.stack([clip.preprocess(image) for image in images]).to(clip.device, clip.dtype)
 
     with torch.no_grad():
         clip.model.encode_image(pixels([decode_rgb("warm-up", jpegs[0], MAX_PIXELS)]))
+        synchronize(clip.device)
         start = time.perf_counter()
         for i in range(0, len(jpegs), batch):
             images = [decode_rgb("image", data, MAX_PIXELS) for data in jpegs[i : i + batch]]
             clip.model.encode_image(pixels(images))
+        synchronize(clip.device)
         return len(jpegs) / (time.perf_counter() - start)
 
 
