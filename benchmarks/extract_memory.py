@@ -152,7 +152,9 @@ def main() -> None:
         "| images | input shards | peak driver RSS (MiB) | wall (s) |\n|---|---|---|---|\n"
         f"{rows}\n\n"
         f"Ratio {results[-1]['images']:,} / {results[0]['images']:,} images: **{ratio:.3f}** "
-        f"(goal <= {GOAL}: {'met' if ratio <= GOAL else 'not met'}).\n"
+        f"(goal <= {GOAL}: {'met' if ratio <= GOAL else 'not met'}).\n\n"
+        "Wall times include start-up and depend on what else the machine runs: they are not "
+        "throughput figures (see `extract_throughput.md`).\n"
     )
     write_results("extract_memory", payload, markdown)
 
