@@ -1,5 +1,6 @@
 """Storage: object stores (S3 or local), activation runs, input readers, the Redis top-k cache and
-the cached head descriptions and rankings.
+the cached head descriptions and rankings (:mod:`cliplens.store.head_results`, not imported here:
+it needs the CLIP models, which the workers of the other jobs do not).
 
 Depends on :mod:`cliplens.core` only; nothing in the core imports this package.
 """
@@ -18,12 +19,6 @@ from cliplens.store.feature_index import (
     load_results,
     result_ids,
     save_results,
-)
-from cliplens.store.head_results import (
-    CachedHeads,
-    describe_heads_cached,
-    open_labelled_parquet,
-    rank_heads_cached,
 )
 from cliplens.store.input_shards import InputShard, InputSource, list_input_shards, open_inputs
 from cliplens.store.latent_stats import read_latent_stats, write_latent_stats
@@ -50,7 +45,6 @@ __all__ = [
     "ActivationRun",
     "ActivationWriter",
     "AsyncTopKReader",
-    "CachedHeads",
     "InputShard",
     "InputSource",
     "LatentStats",
@@ -75,7 +69,6 @@ __all__ = [
     "TopKResult",
     "TopKRow",
     "decode_image",
-    "describe_heads_cached",
     "fill_cache",
     "has_results",
     "list_input_shards",
@@ -83,11 +76,9 @@ __all__ = [
     "load_results",
     "load_sae_from_store",
     "open_inputs",
-    "open_labelled_parquet",
     "open_object",
     "open_store",
     "prefetch",
-    "rank_heads_cached",
     "read_class_names",
     "read_input_shard",
     "read_inputs",
