@@ -10,7 +10,9 @@ from torch import Tensor
 
 from cliplens.core.models import LoadedClip
 from cliplens.core.sites import encode_images
+from cliplens.jobs.extract import ExtractConfig, run_extract
 from cliplens.store.decoding import decode_image
+from cliplens.store.objects import LocalStore
 
 
 def cifar_subset(
@@ -23,6 +25,17 @@ def cifar_subset(
     assert table.num_rows == rows, f"{parquet} has {offset + table.num_rows} rows, not {offset + rows}"
     pq.write_table(table, path, row_group_size=row_group_size)
     return path
+
+
+def extracted_final_run(
+    parquet: Path, directory: Path, images: int, rows_per_shard: int, batch_size: int
+) -> tuple[LocalStore, str]:
+    """A local store in ``directory`` holding the demo model's final embeddings of the first
+    ``images`` images of ``parquet`` (needs Ray), and the run's id."""
+    store = LocalStore(directory / "store")
+    subset = cifar_subset(parquet, directory, images)
+    config = ExtractConfig(inputs=str(subset), rows_per_shard=rows_per_shard, batch_size=batch_size)
+    return store, run_extract(config, store).runs["final"]
 
 
 @torch.no_grad()

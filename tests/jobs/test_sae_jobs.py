@@ -8,11 +8,10 @@ from pathlib import Path
 import pytest
 import redis
 import torch
-from job_helpers import cifar_subset
+from job_helpers import extracted_final_run
 
 from cliplens.cli import main
 from cliplens.core.sae import Sae, build_sae
-from cliplens.jobs.extract import ExtractConfig, run_extract
 from cliplens.jobs.topk import compute_topk
 from cliplens.store import ActivationRun, LocalStore, TopKCache, load_sae_from_store, read_topk_results
 from cliplens.store.local_stack import RedisServer, free_ports
@@ -25,11 +24,7 @@ def trained(
     ray_session: None, cifar_sample: Path, tmp_path_factory: pytest.TempPathFactory
 ) -> tuple[LocalStore, str]:
     """The demo model's final embeddings of 2,000 CIFAR-10 test images and a TopK SAE trained on them."""
-    directory = tmp_path_factory.mktemp("sae-jobs")
-    store = LocalStore(directory / "store")
-    parquet = cifar_subset(cifar_sample, directory, IMAGES)
-    summary = run_extract(ExtractConfig(inputs=str(parquet), rows_per_shard=512, batch_size=128), store)
-    run_id = summary.runs["final"]
+    store, run_id = extracted_final_run(cifar_sample, tmp_path_factory.mktemp("sae-jobs"), IMAGES, 512, 128)
     args = ["train-sae", "--store", store.uri, "--run", run_id, "--sae-id", "demo-topk", "--expansion", "4"]
     args += ["--k", "8", "--epochs", "20", "--batch-size", "128", "--warmup-steps", "20", "--device", "cpu"]
     assert main(args) == 0

@@ -8,12 +8,11 @@ from pathlib import Path
 
 import pytest
 import torch
-from job_helpers import cifar_subset
+from job_helpers import extracted_final_run
 
 from cliplens.cli import main
 from cliplens.core.errors import InvalidInputError
 from cliplens.core.sae.train import TrainConfig
-from cliplens.jobs.extract import ExtractConfig, run_extract
 from cliplens.jobs.sae_sweep import Trained, train_sweep_on_actors, train_sweep_on_run
 from cliplens.jobs.sae_training import SaeJob, train_sae_on_run
 from cliplens.store import LocalStore, list_saes, load_sae_from_store
@@ -27,11 +26,7 @@ def run(
     ray_session: None, cifar_sample: Path, tmp_path_factory: pytest.TempPathFactory
 ) -> tuple[LocalStore, str]:
     """The demo model's final embeddings of 384 CIFAR-10 images, in 4 shards (so shard order is shuffled too)."""
-    directory = tmp_path_factory.mktemp("sae-sweep")
-    store = LocalStore(directory / "store")
-    parquet = cifar_subset(cifar_sample, directory, IMAGES)
-    summary = run_extract(ExtractConfig(inputs=str(parquet), rows_per_shard=96, batch_size=96), store)
-    return store, summary.runs["final"]
+    return extracted_final_run(cifar_sample, tmp_path_factory.mktemp("sae-sweep"), IMAGES, 96, 96)
 
 
 def jobs_on(run_id: str) -> list[SaeJob]:
