@@ -10,8 +10,10 @@ HELM_VERSION := v3.21.4
 HELM := .tools/bin/helm
 GHZ_VERSION := v0.120.0
 GHZ := .tools/bin/ghz
+CHROMIUM := /usr/bin/chromium
+SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
-.PHONY: help venv helm ghz demo test test-fast lint format stubs clean
+.PHONY: help venv helm ghz browser demo test test-fast lint format stubs clean
 
 help:  ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-10s %s\n", $$1, $$2}'
@@ -34,10 +36,14 @@ ghz:  ## build the pinned ghz (gRPC load generator) into .tools/bin for benchmar
 	@test -x $(GHZ) || { echo "building ghz $(GHZ_VERSION) (a minute, once)"; \
 	  GOBIN=$(CURDIR)/.tools/bin $(GO) install github.com/bojand/ghz/cmd/ghz@$(GHZ_VERSION); }
 
+browser:  ## install Debian's chromium for the web UI tests (Playwright drives it; skipped when it is there)
+	@test -x $(CHROMIUM) || { echo "installing chromium from Debian (a minute, once)"; \
+	  $(SUDO) apt-get update -qq && DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq chromium >/dev/null; }
+
 demo: venv  ## set up, then run the main job offline on the demo model
 	$(PY) -m cliplens.demo
 
-test: venv helm  ## set up, then run the whole test suite
+test: venv helm browser  ## set up, then run the whole test suite
 	$(PY) -m pytest $(PYTEST_ARGS)
 
 test-fast: venv  ## the unit tier only (no servers, no Ray): under a minute

@@ -176,7 +176,7 @@ def extra_deployments() -> tuple[Any, Any]:
             store = settings.store()
             lookups = FeatureLookups(store, settings.cache_url, settings.redis_timeout_s)
             attributor = remote(
-                serve.get_deployment_handle("Attributor", attributor_app), ("labels", "search")
+                serve.get_deployment_handle("Attributor", attributor_app), ("labels", "search", "neighbours")
             )
             api = FeatureApi(settings, Catalog(settings, store), lookups, attributor)
             self.apis = {api.service.full_name: api}

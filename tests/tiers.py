@@ -13,6 +13,7 @@ TIERS = {
     "api": "unit",
     "client": "unit",
     "core": "unit",
+    "web": "unit",
     "store": "integration",
     "jobs": "integration",
     "serve": "integration",

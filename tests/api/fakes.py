@@ -28,6 +28,7 @@ from cliplens.serve.actor_types import (
     LatentShare,
     LayerShare,
     ModelFacts,
+    Neighbour,
     Reconstructed,
     RequestImage,
     SparseRows,
@@ -181,7 +182,16 @@ class FakeAttributor:
 
     async def labels(self, sae_id: str, latents: list[int], n: int) -> list[list[Label]]:
         self.calls.append(("labels", (sae_id, latents, n)))
+        if self.gate is not None:
+            await self.gate.pass_()
         return [[(f"label {i}", 1.0 - 0.1 * i) for i in range(n)] for _ in latents]
+
+    async def neighbours(self, sae_id: str, latent: int, n: int) -> list[Neighbour]:
+        """The ``n`` latents after ``latent``, with cosines falling from 0.9 in steps of 0.1."""
+        self.calls.append(("neighbours", (sae_id, latent, n)))
+        if self.gate is not None:
+            await self.gate.pass_()
+        return [((latent + 1 + i) % D_SAE, 0.9 - 0.1 * i) for i in range(n)]
 
     async def search(self, sae_id: str, text: str, top_n: int) -> list[LatentMatchResult]:
         self.calls.append(("search", (sae_id, text, top_n)))

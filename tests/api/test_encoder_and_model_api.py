@@ -80,6 +80,7 @@ def test_list_saes_filters_by_model_and_reports_the_feature_index(store: LocalSt
         (FINAL, True, "final"),
         (PATCHES, False, "resid:1:patches"),
     ]
+    assert [dict(s.hyperparameters) for s in saes] == [{"k": 2.0, "aux_k": 0.0}, {"l1_coeff": 1e-3}]
     assert asyncio.run(api.list_saes(models_pb2.ListSaesRequest(model_id=MODEL))).saes == saes
     with pytest.raises(NotFoundError, match="model_id: unknown model 'x'"):
         asyncio.run(api.list_saes(models_pb2.ListSaesRequest(model_id="x")))

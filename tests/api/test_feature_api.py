@@ -1,11 +1,11 @@
-"""FeatureApi: lookups from the feature index (Redis or the store) and labels from the Attributor."""
+"""FeatureApi: lookups from the feature index (Redis or the store), labels and neighbours from the Attributor."""
 
 from __future__ import annotations
 
 import asyncio
 
 import pytest
-from fakes import D_SAE, FINAL, FakeAttributor, FakeFeatures, catalog, settings
+from fakes import D_SAE, FINAL, FakeAttributor, FakeFeatures, Gate, catalog, settings
 
 from cliplens.core.errors import InvalidInputError, NotFoundError
 from cliplens.serve.feature_api import FeatureApi
@@ -30,14 +30,36 @@ def test_top_activations_say_where_they_came_from(store: LocalStore, degraded: b
     assert (response.source, response.degraded) == (source, degraded)
 
 
-def test_latent_info_has_the_stats_and_the_configured_number_of_labels(store: LocalStore) -> None:
+def test_latent_info_has_the_stats_and_the_configured_numbers_of_labels_and_neighbours(
+    store: LocalStore,
+) -> None:
     attributor = FakeAttributor()
     request = features_pb2.LatentInfoRequest(sae_id=FINAL, latent=2)
-    info = asyncio.run(api(store, FakeFeatures(), attributor, labels_in_latent_info=4).latent_info(request))
-    assert attributor.calls == [("labels", (FINAL, [2], 4))]
+    latent_info = api(
+        store, FakeFeatures(), attributor, labels_in_latent_info=4, neighbours_in_latent_info=3
+    ).latent_info
+    info = asyncio.run(latent_info(request))
+    assert attributor.calls == [("labels", (FINAL, [2], 4)), ("neighbours", (FINAL, 2, 3))]
     assert [label.text for label in info.labels] == ["label 0", "label 1", "label 2", "label 3"]
+    assert [n.latent for n in info.neighbours] == [3, 4, 5]
+    assert [n.cosine for n in info.neighbours] == pytest.approx([0.9, 0.8, 0.7])
     assert info.alignment == 1.0 and info.firing_rate == 0.25
     assert list(info.histogram.counts) == [3, 2] and dict(info.label_counts) == {"cat": 4, "dog": 1}
+
+
+def test_latent_info_asks_for_labels_and_neighbours_at_once(store: LocalStore) -> None:
+    attributor = FakeAttributor(gate=Gate())
+    request = features_pb2.LatentInfoRequest(sae_id=FINAL, latent=5)
+
+    async def scenario() -> features_pb2.LatentInfoResponse:
+        call = asyncio.ensure_future(api(store, FakeFeatures(), attributor).latent_info(request))
+        # Both calls reach the gate only if the second starts before the first returns.
+        await asyncio.wait_for(attributor.gate.until_arrived(2), timeout=10)  # type: ignore[union-attr]
+        attributor.gate.open()  # type: ignore[union-attr]
+        return await call
+
+    info = asyncio.run(scenario())
+    assert len(info.labels) == 10 and [n.latent for n in info.neighbours] == list(range(6, 14))
 
 
 def test_search_latents_default_top_n(store: LocalStore) -> None:

@@ -135,6 +135,24 @@ def test_save_load_round_trip_is_exact(arch: str, tmp_path: Path) -> None:
     assert '"site": "final"' in document and '"expansion"' in document
 
 
+@pytest.mark.parametrize(
+    ("arch", "fields", "expected"),
+    [
+        ("relu", {"l1_coeff": 3e-3, "aux_k": 4}, {"l1_coeff": 3e-3}),
+        ("topk", {"k": 4, "aux_k": 32}, {"k": 4.0, "aux_k": 32.0}),
+        ("batchtopk", {"k": 4}, {"k": 4.0, "aux_k": 0.0, "threshold_momentum": 0.01}),
+        ("jumprelu", {"l0_coeff": 0.5}, {"l0_coeff": 0.5, "bandwidth": 0.05, "init_threshold": 0.05}),
+        ("matryoshka", {"k": 4, "prefixes": (16, 64, 256)}, {"k": 4.0, "aux_k": 0.0, "threshold_momentum": 0.01}),
+    ],
+)  # fmt: skip
+def test_hyperparameters_are_the_numeric_fields_beyond_the_shared_ones(
+    arch: str, fields: dict[str, object], expected: dict[str, float]
+) -> None:
+    cfg = make_config(arch, d_in=D_IN, d_sae=D_SAE, model_id="m", site="resid:1", **fields)
+    assert cfg.hyperparameters() == expected
+    assert all(type(value) is float for value in cfg.hyperparameters().values())
+
+
 def test_bad_configs_raise_clear_errors() -> None:
     with pytest.raises(UnknownArchitectureError, match="'gated'"):
         make_config("gated", d_in=4, d_sae=8)

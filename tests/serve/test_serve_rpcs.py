@@ -12,7 +12,7 @@ from serve_setup import ServeApp
 from cliplens.core.attribution import attribute_latents
 from cliplens.core.decomposition import decompose, direct_effects
 from cliplens.core.models import LoadedClip
-from cliplens.core.sae import Sae
+from cliplens.core.sae import Sae, nearest_latents
 from cliplens.core.steering import LatentEdit as CoreEdit
 from cliplens.core.steering import steer_and_classify
 from cliplens.demo.catalogue import FINAL_SAE, PATCH_SAE, RUN_ID
@@ -41,6 +41,8 @@ def test_list_saes_with_their_feature_index(client: Client) -> None:
     assert [s.id for s in saes] == sorted([FINAL_SAE, PATCH_SAE])
     assert all(s.has_feature_index and s.dataset_id == RUN_ID and s.d_sae == 256 for s in saes)
     assert client.list_saes("demo") == saes
+    hyperparameters = {s.id: s.hyperparameters for s in saes}
+    assert hyperparameters[FINAL_SAE]["k"] == 8 and set(hyperparameters[PATCH_SAE]) == {"l1_coeff"}
 
 
 def test_embed_images_matches_in_process_model(
@@ -161,10 +163,14 @@ def test_top_activations_from_redis(client: Client, serve_app: ServeApp) -> None
     assert all(item.input_id.startswith("cifar10-test/") for item in result.inputs)
 
 
-def test_latent_info_and_search(client: Client) -> None:
+def test_latent_info_and_search(client: Client, serve_app: ServeApp) -> None:
     info = client.latent_info(FINAL_SAE, 1)
     assert info.source == "redis" and 0 <= info.firing_rate <= 1 and len(info.labels) == 10
     assert info.alignment == info.labels[0].alignment
+    local = nearest_latents(final_sae(serve_app), 1, serve_app.settings.neighbours_in_latent_info)
+    assert len(info.neighbours) == len(local) == 8
+    assert [n.latent for n in info.neighbours] == [k for k, _ in local]
+    np.testing.assert_allclose([n.cosine for n in info.neighbours], [c for _, c in local], atol=1e-5)
     search = client.search_latents(FINAL_SAE, "a red car", top_n=5)
     alignments = [m.alignment for m in search.matches]
     assert len(alignments) == 5 and alignments == sorted(alignments, reverse=True)

@@ -1,6 +1,6 @@
 """Each rpc method is written once, for both clients: blocking on Client, a coroutine on AsyncClient.
 
-A method of :class:`~cliplens_client.base_client.BaseClient` decorated with :class:`RpcMethod` builds
+A method of :class:`~cliplens_client.api_calls.ApiCalls` decorated with :class:`RpcMethod` builds
 the call (:class:`RpcCall`: the rpc, its request, how to parse the response, the timeout) and the
 client's ``_call`` makes it: ``Client._call`` returns the parsed result, ``AsyncClient._call`` is a
 coroutine. Type checkers see ``Client.embed_texts(...) -> Embeddings`` and
@@ -85,7 +85,7 @@ class RpcMethod(Generic[P, R]):
     def __get__(self, client: Awaiting, owner: type[Any]) -> Callable[P, Coroutine[Any, Any, R]]: ...
     def __get__(self, client: Any, owner: type[Any]) -> Any:
         transport = getattr(owner, "_call", None)
-        if transport is None:  # on BaseClient itself
+        if transport is None:  # on ApiCalls itself
             return self
         method = self._coroutine if inspect.iscoroutinefunction(transport) else self._blocking
         return method if client is None else MethodType(method, client)

@@ -344,8 +344,19 @@ class TopActivations:
 
 
 @dataclass(frozen=True)
+class LatentNeighbour:
+    """Another latent of the same SAE and the cosine of its decoder direction with the asked latent's."""
+
+    latent: int
+    cosine: float
+
+
+@dataclass(frozen=True)
 class LatentInfo:
-    """Labels and statistics of one latent; ``bin_edges`` has one entry more than ``counts``."""
+    """Labels and statistics of one latent; ``bin_edges`` has one entry more than ``counts``.
+
+    ``neighbours`` are the SAE's other latents nearest by decoder cosine, best first.
+    """
 
     sae_id: str
     latent: int
@@ -358,6 +369,7 @@ class LatentInfo:
     source: str
     degraded: bool
     label_counts: dict[str, int]
+    neighbours: list[LatentNeighbour]
 
     @classmethod
     def from_proto(cls, message: features_pb2.LatentInfoResponse) -> LatentInfo:
@@ -377,6 +389,7 @@ class LatentInfo:
             source=_source(message.source),
             degraded=message.degraded,
             label_counts=dict(message.label_counts),
+            neighbours=[LatentNeighbour(n.latent, n.cosine) for n in message.neighbours],
         )
 
 
@@ -431,7 +444,7 @@ class ModelInfo:
 
 @dataclass(frozen=True)
 class SaeInfo:
-    """A registered SAE: its model, site, architecture, sizes and training metrics."""
+    """A registered SAE: its model, site, architecture, sizes, training metrics and hyperparameters."""
 
     id: str
     model_id: str
@@ -442,6 +455,7 @@ class SaeInfo:
     dataset_id: str
     metrics: dict[str, float]
     has_feature_index: bool
+    hyperparameters: dict[str, float]
 
     @classmethod
     def from_proto(cls, message: models_pb2.SaeInfo) -> SaeInfo:
@@ -455,6 +469,7 @@ class SaeInfo:
             dataset_id=message.dataset_id,
             metrics=dict(message.metrics),
             has_feature_index=message.has_feature_index,
+            hyperparameters=dict(message.hyperparameters),
         )
 
 

@@ -1,5 +1,6 @@
-"""The demo's HTML report: the sample image with its heatmap, the attribution table, and collages of
-each top latent's most activating images. Images are embedded, so the file stands alone."""
+"""The demo's HTML report: the sample image with its patch heatmap, the attribution table, the score's
+decomposition by layer and head, and each top latent's histogram and most activating images. Images are
+embedded and the plots are inline SVG (``cliplens.serve.web.plots``), so the file stands alone."""
 
 from __future__ import annotations
 
@@ -12,6 +13,7 @@ from dataclasses import dataclass
 import numpy as np
 from PIL import Image
 
+from cliplens.serve.web.plots import head_grid, heatmap_overlay, histogram, layer_bars
 from cliplens_client import Decomposition, LatentInfo, TextAttribution, TopActivations
 
 TILE = 64
@@ -30,32 +32,17 @@ def png_data_uri(image: Image.Image) -> str:
     return "data:image/png;base64," + base64.b64encode(buffer.getvalue()).decode()
 
 
-def heatmap_overlay(image: Image.Image, heatmap: np.ndarray, size: int = 192) -> Image.Image:
-    """Blend a red heatmap (normalised to [0, 1]) over the upscaled image."""
-    base = image.convert("RGB").resize((size, size), Image.Resampling.NEAREST)
-    span = float(heatmap.max() - heatmap.min()) or 1.0
-    scaled = ((heatmap - heatmap.min()) / span * 255).astype(np.uint8)
-    mask = Image.fromarray(scaled).resize((size, size), Image.Resampling.BILINEAR)
-    red = Image.new("RGB", (size, size), (255, 0, 0))
-    return Image.composite(red, base, mask.point(lambda v: int(v * 0.6)))
+def _latent_histogram(info: LatentInfo) -> str:
+    """The latent's activation histogram (its ``aria-label`` is 'activation histogram')."""
+    return histogram(info.bin_edges.tolist(), info.counts.tolist(), title="activation histogram")
 
 
-def histogram_svg(info: LatentInfo, width: int = 320, height: int = 80) -> str:
-    """The latent's activation histogram as an inline SVG bar chart, with its range below."""
-    counts = info.counts.tolist()
-    if not counts:
-        return "<p>(the latent never fires)</p>"
-    top, bar = max(counts) or 1, width / len(counts)
-    bars = "".join(
-        f"<rect x='{i * bar:.1f}' y='{height - h:.1f}' width='{max(bar - 1, 1):.1f}' height='{h:.1f}' fill='#c33'/>"
-        for i, count in enumerate(counts)
-        for h in [height * count / top]
-    )
-    low, high = float(info.bin_edges[0]), float(info.bin_edges[-1])
-    return (
-        f"<svg width='{width}' height='{height}' role='img' aria-label='activation histogram'>{bars}</svg>"
-        f"<br><small>activations {low:.2f} to {high:.2f}; tallest bin {top} inputs</small>"
-    )
+def _head_grid(decomposition: Decomposition) -> str:
+    """The layers x heads grid, or a note when the server sent no per-head terms or ragged ones."""
+    heads = [layer.heads for layer in sorted(decomposition.layers, key=lambda layer: layer.layer)]
+    if not heads or len({h.size for h in heads}) != 1 or heads[0].size == 0:
+        return "<p>(no per-head terms in the decomposition)</p>"
+    return head_grid(np.stack(heads))
 
 
 def collage(images: Sequence[Image.Image], columns: int = 8) -> Image.Image:
@@ -89,14 +76,24 @@ def render_report(
         for layer in decomposition.layers
     )
     heat = decomposition.patch_heatmap
-    heat_img = heatmap_overlay(image, np.asarray(heat)) if heat is not None else image.resize((192, 192))
+    heat_html = (
+        heatmap_overlay(
+            png_data_uri(image),
+            heat,
+            size=192,
+            title="direct effect per patch",
+            diverging=True,
+        )
+        if heat is not None
+        else "<p>(the server sent no patch heatmap)</p>"
+    )
     latent_html = "".join(
         f"<h3>latent #{p.info.latent}: {esc(', '.join(lbl.text for lbl in p.info.labels[:3]) or 'unlabelled')}</h3>"
         f"<p>firing rate {p.info.firing_rate:.3f} (statistics served from {esc(p.info.source)}); fires on "
         + esc(
             ", ".join(f"{name} {n}" for name, n in sorted(p.info.label_counts.items(), key=lambda x: -x[1]))
         )
-        + f"</p>{histogram_svg(p.info)}<p>top inputs served from {esc(p.top.source)}"
+        + f"</p>{_latent_histogram(p.info)}<p>top inputs served from {esc(p.top.source)}"
         f"{' (degraded)' if p.top.degraded else ''}: "
         + esc(", ".join(f"{i.label or '?'} {i.activation:.2f}" for i in p.top.inputs[:8]))
         + f"</p><img src='{png_data_uri(collage(p.images))}'>"
@@ -109,12 +106,14 @@ img{{image-rendering:pixelated}}</style></head><body>
 <p>Model: <b>demo</b>, a CLIP trained by the cliplens project on CIFAR-10 (not OpenAI or LAION weights).
 SAE: <b>{esc(sae_id)}</b>. Every figure below came back over gRPC from the Ray Serve app.</p>
 <h2>Input (true class: {esc(label)}) and its patch heatmap for "{esc(attributions[0].text)}"</h2>
-<img src="{png_data_uri(image.resize((192, 192), Image.Resampling.NEAREST))}">
-<img src="{png_data_uri(heat_img)}">
+<img src="{png_data_uri(image.resize((192, 192), Image.Resampling.NEAREST))}" style="vertical-align:top">
+{heat_html}
 <h2>Latent attribution (act x grad), per prompt</h2>
 <table><tr><th>prompt</th><th>score</th><th>error share</th><th>top latents (attribution)</th></tr>{rows}</table>
 <h2>Decomposition of the score by layer (direct effects)</h2>
 <p>score {decomposition.score:+.4f}; embedding term {decomposition.embedding_contribution:+.4f}</p>
+{layer_bars([(layer.layer, layer.attention, layer.mlp) for layer in decomposition.layers])}
 <table><tr><th>layer</th><th>attention</th><th>MLP</th></tr>{layers}</table>
+<h3>Attention heads (direct effect of each head)</h3>{_head_grid(decomposition)}
 <h2>Top latents and their most activating images</h2>{latent_html}
 </body></html>"""

@@ -19,6 +19,7 @@ __all__ = ["CachedHeads", "HeadDescriptions", "HeadRanking"]
 
 Floats = npt.NDArray[np.float32]
 Label = tuple[str, float]  # (label text, alignment)
+Neighbour = tuple[int, float]  # (latent, decoder cosine)
 
 
 @dataclass(frozen=True)

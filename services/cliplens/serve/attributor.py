@@ -1,4 +1,5 @@
-"""Attribution deployment: latent attribution, component decomposition, steering and latent labels.
+"""Attribution deployment: latent attribution, component decomposition, steering, latent labels and
+neighbours.
 
 It holds the served CLIP models (gradients flow through them) and SAEs by id (multiplexed).
 AttributeLatents requests are batched across clients: requests for the same SAE, texts and
@@ -22,7 +23,7 @@ from cliplens.core.attribution import LatentAttribution, attribute_latents
 from cliplens.core.decomposition import decompose, direct_effects
 from cliplens.core.models import LoadedClip
 from cliplens.core.naming import search_latents
-from cliplens.core.sae import Sae
+from cliplens.core.sae import Sae, nearest_latents
 from cliplens.core.steering import LatentEdit, steer_and_classify
 from cliplens.serve.actor_types import (
     AttributionResult,
@@ -34,6 +35,7 @@ from cliplens.serve.actor_types import (
     LatentMatchResult,
     LatentShare,
     LayerShare,
+    Neighbour,
     RequestImage,
     SteeringResult,
     TextShare,
@@ -126,6 +128,12 @@ class Attributor:
     async def labels(self, sae_id: str, latents: list[int], n: int) -> list[list[Label]]:
         clip, sae = self._clip_of(sae_id), await self.get_sae(sae_id)
         return await asyncio.to_thread(self.labeller.labels, sae_id, clip, sae, latents, n)
+
+    @takes_deadline
+    async def neighbours(self, sae_id: str, latent: int, n: int) -> list[Neighbour]:
+        """The ``n`` latents nearest to ``latent`` by decoder cosine, best first."""
+        sae = await self.get_sae(sae_id)
+        return await asyncio.to_thread(nearest_latents, sae, latent, n)
 
     @takes_deadline
     async def search(self, sae_id: str, text: str, top_n: int) -> list[LatentMatchResult]:

@@ -20,8 +20,8 @@ class TokenAuth:
 
     def __init__(self, settings: AuthSettings) -> None:
         self.enabled = settings.enabled
-        self._tokens = [token.encode() for token in _read_tokens(settings)] if self.enabled else []
-        if self.enabled and not self._tokens:
+        self.tokens = tuple(token.encode() for token in _read_tokens(settings)) if self.enabled else ()
+        if self.enabled and not self.tokens:
             raise ValueError(
                 f"auth is enabled but no token was found in file {settings.token_file!r} "
                 f"or environment variable {settings.token_env!r}"
@@ -37,13 +37,19 @@ class TokenAuth:
         value = values[0] if isinstance(values[0], str) else values[0].decode(errors="replace")
         if not value.lower().startswith(_PREFIX):
             raise RpcStatusError(grpc.StatusCode.UNAUTHENTICATED, "authorization must be 'Bearer <token>'")
-        given = value[len(_PREFIX) :].strip().encode()
+        if not self.valid(value[len(_PREFIX) :].strip()):
+            raise RpcStatusError(grpc.StatusCode.UNAUTHENTICATED, "invalid token")
+
+    def valid(self, token: str) -> bool:
+        """Whether ``token`` is one of the configured tokens (always true with auth off)."""
+        if not self.enabled:
+            return True
+        given = token.encode()
         # Compare with every token (no early exit) so timing does not tell which one nearly matched.
         matched = False
-        for token in self._tokens:
-            matched |= hmac.compare_digest(given, token)
-        if not matched:
-            raise RpcStatusError(grpc.StatusCode.UNAUTHENTICATED, "invalid token")
+        for known in self.tokens:
+            matched |= hmac.compare_digest(given, known)
+        return matched
 
 
 def _read_tokens(settings: AuthSettings) -> list[str]:

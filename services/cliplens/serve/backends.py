@@ -24,6 +24,7 @@ from cliplens.serve.actor_types import (
     Label,
     LatentMatchResult,
     ModelFacts,
+    Neighbour,
     Reconstructed,
     RequestImage,
     SparseRows,
@@ -70,6 +71,8 @@ class AttributionBackend(Protocol):
     ) -> SteeringResult: ...
 
     async def labels(self, sae_id: str, latents: list[int], n: int) -> list[list[Label]]: ...
+
+    async def neighbours(self, sae_id: str, latent: int, n: int) -> list[Neighbour]: ...
 
     async def search(self, sae_id: str, text: str, top_n: int) -> list[LatentMatchResult]: ...
 

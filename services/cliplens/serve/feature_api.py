@@ -1,10 +1,13 @@
 """FeatureService: what the offline feature index knows about latents, and text search over them.
 
 TopActivations and LatentInfo's statistics come from Redis, or the store when Redis is down or
-cold (:class:`cliplens.serve.feature_lookups.FeatureLookups`); labels and search come from the Attributor.
+cold (:class:`cliplens.serve.feature_lookups.FeatureLookups`); labels, neighbours and search come from
+the Attributor.
 """
 
 from __future__ import annotations
+
+import asyncio
 
 from cliplens.serve import responses
 from cliplens.serve.backends import AttributionBackend
@@ -43,10 +46,13 @@ class FeatureApi:
         record = self.catalog.sae(request.sae_id)
         latent = self.catalog.check_latent(record.sae_id, request.latent)
         answer = await self.features.stats(record.sae_id, record.run_id, latent)
-        labels = (await self.attributor.labels(record.sae_id, [latent], self.settings.labels_in_latent_info))[
-            0
-        ]
-        return responses.latent_info(record.sae_id, latent, labels, answer.stats, answer.from_redis)
+        labels, neighbours = await asyncio.gather(
+            self.attributor.labels(record.sae_id, [latent], self.settings.labels_in_latent_info),
+            self.attributor.neighbours(record.sae_id, latent, self.settings.neighbours_in_latent_info),
+        )
+        return responses.latent_info(
+            record.sae_id, latent, labels[0], neighbours, answer.stats, answer.from_redis
+        )
 
     async def search_latents(
         self, request: features_pb2.SearchLatentsRequest

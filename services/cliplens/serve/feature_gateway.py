@@ -24,6 +24,6 @@ class FeatureGateway:
     async def __init__(self, settings: AppSettings, attributor: DeploymentHandle) -> None:  # type: ignore[misc]  # Ray actors allow it
         store = settings.store()
         features = FeatureLookups(store, settings.cache_url, settings.redis_timeout_s)
-        attributors: AttributionBackend = remote(attributor, ("labels", "search"))
+        attributors: AttributionBackend = remote(attributor, ("labels", "neighbours", "search"))
         api = FeatureApi(settings, Catalog(settings, store), features, attributors)
         self.port = await DirectPortHost.start([api], TokenAuth(settings.auth), settings.feature_port)

@@ -1,7 +1,9 @@
-"""The gRPC ingress: every cliplens service behind Serve's proxy (port 9000), plus grpc.health.v1.
+"""The ingress: every cliplens service behind Serve's gRPC proxy (port 9000), plus grpc.health.v1,
+and the web pages at ``/ui`` on Serve's HTTP proxy (:mod:`cliplens.serve.web`).
 
 Its rpc methods are generated from the protos (:mod:`cliplens.serve.transports`); each one calls the
-API object of its service, whose backends are handles to the other deployments.
+API object of its service, whose backends are handles to the other deployments. The web pages make
+the same calls in process.
 """
 
 from __future__ import annotations
@@ -28,14 +30,20 @@ from cliplens.serve.request_checks import RequestImages
 from cliplens.serve.sae_api import SaeApi
 from cliplens.serve.settings import AppSettings
 from cliplens.serve.transports import with_rpc_methods
+from cliplens.serve.web.local_calls import LocalCalls
+from cliplens.serve.web.pages import WebPages
+from cliplens.serve.web.routes import web_app
+from cliplens.serve.web.sessions import Sessions
+from cliplens.serve.web.ui import WebUi
 
 APIS = (EncoderApi, SaeApi, AttributionApi, FeatureApi, ModelApi)
 SERVICES = tuple(api.service.full_name for api in APIS)
 # Attributor and SaeRunner methods that run on a replica holding the SAE named by their first argument.
-SAE_ROUTED = ("attribute", "steer", "labels", "search", "encode", "decode", "reconstruct")
+SAE_ROUTED = ("attribute", "steer", "labels", "neighbours", "search", "encode", "decode", "reconstruct")
 
 
 @serve.deployment(name="CliplensIngress")
+@serve.ingress(web_app)
 @with_rpc_methods([api.service for api in APIS])
 class CliplensIngress:
     def __init__(
@@ -64,6 +72,9 @@ class CliplensIngress:
         )
         self.apis = {api.service.full_name: api for api in apis}
         self.auth = TokenAuth(settings.auth)
+        pages = WebPages(LocalCalls(apis, settings.web.timeout_s), images, settings.web)
+        sessions = Sessions(self.auth, settings.web.session_hours * 3600)
+        self.web = WebUi(pages, sessions, settings.web, settings.limits)
 
     async def Check(
         self, request: health_pb2.HealthCheckRequest, grpc_context: RayServegRPCContext

@@ -14,7 +14,7 @@ from cliplens.serve.settings import AppSettings
 from cliplens.store import ObjectStore, TopKCache, fill_cache, load_results
 
 APP_NAME = "cliplens"
-ROUTE_PREFIX = f"/{APP_NAME}"
+WEB_PATH = "/ui"
 # CPUs reserved per replica on one machine: together under two cores, so that a 2-core laptop
 # places every replica (they are scheduling tokens; each replica still uses the cores it finds).
 LOCAL_CPUS: dict[str, float] = {
@@ -86,4 +86,15 @@ def start_app(
         http_options={"host": ports.host, "port": ports.http},
         grpc_options=gRPCOptions(port=ports.grpc, grpc_servicer_functions=GRPC_SERVICER_FUNCTIONS),
     )
-    serve.run(compose(settings, options), name=name, route_prefix=f"/{name}")
+    serve.run(compose(settings, options), name=name, route_prefix=route_prefix(name))
+
+
+def route_prefix(name: str) -> str:
+    """Where an app's HTTP routes live: the main app owns the root (its web pages at ``/ui``), any
+    other app on the same proxies is under ``/<name>``."""
+    return "/" if name == APP_NAME else f"/{name}"
+
+
+def web_address(ports: ServePorts, name: str = APP_NAME) -> str:
+    """The URL of an app's web pages."""
+    return f"http://{ports.host}:{ports.http}{route_prefix(name).rstrip('/')}{WEB_PATH}/"

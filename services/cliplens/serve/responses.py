@@ -16,6 +16,7 @@ from cliplens.serve.actor_types import (
     Label,
     LatentMatchResult,
     ModelFacts,
+    Neighbour,
     SparseRows,
     SteeringResult,
 )
@@ -126,7 +127,12 @@ def top_activations(
 
 
 def latent_info(
-    sae_id: str, latent: int, labels_: Sequence[Label], stats: LatentStats, from_redis: bool
+    sae_id: str,
+    latent: int,
+    labels_: Sequence[Label],
+    neighbours: Sequence[Neighbour],
+    stats: LatentStats,
+    from_redis: bool,
 ) -> features_pb2.LatentInfoResponse:
     return features_pb2.LatentInfoResponse(
         sae_id=sae_id,
@@ -138,6 +144,7 @@ def latent_info(
         source=source(from_redis),
         degraded=not from_redis,
         label_counts=stats.label_counts,
+        neighbours=[features_pb2.LatentNeighbour(latent=k, cosine=cosine) for k, cosine in neighbours],
     )
 
 
@@ -180,6 +187,7 @@ def sae_info(served: ServedSae) -> models_pb2.SaeInfo:
         dataset_id=cfg.dataset_id,
         metrics=served.record.metrics,
         has_feature_index=served.has_feature_index,
+        hyperparameters=cfg.hyperparameters(),
     )
 
 

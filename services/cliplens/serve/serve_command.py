@@ -24,11 +24,12 @@ from cliplens.core.errors import InvalidInputError
 from cliplens.serve.app import GRPC_SERVICER_FUNCTIONS
 from cliplens.serve.local_app import (
     APP_NAME,
-    ROUTE_PREFIX,
     ServePorts,
     fill_cold_cache,
     local_options,
+    route_prefix,
     start_app,
+    web_address,
 )
 from cliplens.serve.settings import AppSettings
 from cliplens.store import ObjectStore, list_saes
@@ -132,7 +133,7 @@ def cpu_config() -> dict[str, Any]:
         "applications": [
             {
                 "name": APP_NAME,
-                "route_prefix": ROUTE_PREFIX,
+                "route_prefix": route_prefix(APP_NAME),
                 "import_path": "cliplens.serve.app:build_app",
                 "args": args,
                 "deployments": [{"name": name, **options} for name, options in local_options(0).items()],
@@ -232,6 +233,7 @@ def _addresses(ports: ServePorts) -> list[str]:
     if ports.attribution:
         lines.append(f"gRPC {ports.host}:{ports.attribution}  AttributionService (direct port)")
     lines.append(f"HTTP {ports.host}:{ports.http}  Serve health (/-/healthz)")
+    lines.append(f"web  {web_address(ports)}  the feature browser (SAEs, latents, search, explain)")
     return lines
 
 

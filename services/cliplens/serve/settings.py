@@ -69,6 +69,19 @@ class AuthSettings(_Strict):
     token_env: str | None = "CLIPLENS_API_TOKENS"
 
 
+class WebSettings(_Strict):
+    """The web pages at ``/ui`` (:mod:`cliplens.serve.web`).
+
+    A login session lasts ``session_hours``; each page's API calls share ``timeout_s``; the latent
+    and explain pages show ``top_latents`` latents and the SAE page lists ``latents_per_page``.
+    """
+
+    session_hours: float = Field(default=12, gt=0)
+    timeout_s: float = Field(default=60, gt=0)
+    top_latents: int = Field(default=8, gt=0)
+    latents_per_page: int = Field(default=128, gt=0)
+
+
 class DirectPortSettings(_Strict):
     """A direct gRPC port served inside replicas, beside the ingress's port (0: not served).
 
@@ -121,6 +134,7 @@ class AppSettings(BaseSettings):
     attribution_batch: BatchSettings = BatchSettings(max_batch_size=8, batch_wait_timeout_s=0.0)
     sae_cache: SaeCacheSettings = SaeCacheSettings()
     auth: AuthSettings = AuthSettings()
+    web: WebSettings = WebSettings()
     # FeatureService from the FeatureGateway deployment (0: no gateway).
     feature_port: DirectPortSettings = DirectPortSettings()
     # AttributionService from each Attributor replica: no proxy or actor hop (0: none).
@@ -131,6 +145,8 @@ class AppSettings(BaseSettings):
     # Labels of each latent in AttributeLatents and SearchLatents answers, and in LatentInfo.
     labels_per_latent: int = Field(default=3, ge=0)
     labels_in_latent_info: int = Field(default=10, ge=0)
+    # Nearest latents by decoder cosine in LatentInfo.
+    neighbours_in_latent_info: int = Field(default=8, ge=0)
     # Redis reads wait this long before the store answers instead.
     redis_timeout_s: float = Field(default=0.5, gt=0)
     # Text embeddings kept per Attributor replica (least recently used evicted; 0: none kept).

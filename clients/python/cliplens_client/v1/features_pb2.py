@@ -25,7 +25,7 @@ _sym_db = _symbol_database.Default()
 from cliplens_client.v1 import common_pb2 as cliplens_dot_v1_dot_common__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1a\x63liplens/v1/features.proto\x12\x0b\x63liplens.v1\x1a\x18\x63liplens/v1/common.proto\"B\n\x15TopActivationsRequest\x12\x0e\n\x06sae_id\x18\x01 \x01(\t\x12\x0e\n\x06latent\x18\x02 \x01(\r\x12\t\n\x01k\x18\x03 \x01(\r\"\xa4\x01\n\x16TopActivationsResponse\x12\x0e\n\x06sae_id\x18\x01 \x01(\t\x12\x0e\n\x06latent\x18\x02 \x01(\r\x12,\n\x06inputs\x18\x03 \x03(\x0b\x32\x1c.cliplens.v1.ActivatingInput\x12*\n\x06source\x18\x04 \x01(\x0e\x32\x1a.cliplens.v1.FeatureSource\x12\x10\n\x08\x64\x65graded\x18\x05 \x01(\x08\"d\n\x0f\x41\x63tivatingInput\x12\x10\n\x08input_id\x18\x01 \x01(\t\x12\x12\n\nactivation\x18\x02 \x01(\x02\x12\r\n\x05label\x18\x03 \x01(\t\x12\x12\n\x05patch\x18\x04 \x01(\rH\x00\x88\x01\x01\x42\x08\n\x06_patch\"3\n\x11LatentInfoRequest\x12\x0e\n\x06sae_id\x18\x01 \x01(\t\x12\x0e\n\x06latent\x18\x02 \x01(\r\"\xfc\x02\n\x12LatentInfoResponse\x12\x0e\n\x06sae_id\x18\x01 \x01(\t\x12\x0e\n\x06latent\x18\x02 \x01(\r\x12(\n\x06labels\x18\x03 \x03(\x0b\x32\x18.cliplens.v1.LatentLabel\x12\x11\n\talignment\x18\x04 \x01(\x02\x12\x0f\n\x07\x63larity\x18\x05 \x01(\x02\x12\x13\n\x0b\x66iring_rate\x18\x06 \x01(\x01\x12)\n\thistogram\x18\x07 \x01(\x0b\x32\x16.cliplens.v1.Histogram\x12*\n\x06source\x18\x08 \x01(\x0e\x32\x1a.cliplens.v1.FeatureSource\x12\x10\n\x08\x64\x65graded\x18\t \x01(\x08\x12\x46\n\x0clabel_counts\x18\n \x03(\x0b\x32\x30.cliplens.v1.LatentInfoResponse.LabelCountsEntry\x1a\x32\n\x10LabelCountsEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\x04:\x02\x38\x01\".\n\tHistogram\x12\x11\n\tbin_edges\x18\x01 \x03(\x02\x12\x0e\n\x06\x63ounts\x18\x02 \x03(\x04\"C\n\x14SearchLatentsRequest\x12\x0e\n\x06sae_id\x18\x01 \x01(\t\x12\x0c\n\x04text\x18\x02 \x01(\t\x12\r\n\x05top_n\x18\x03 \x01(\r\"\x90\x01\n\x15SearchLatentsResponse\x12\x0e\n\x06sae_id\x18\x01 \x01(\t\x12)\n\x07matches\x18\x02 \x03(\x0b\x32\x18.cliplens.v1.LatentMatch\x12*\n\x06source\x18\x03 \x01(\x0e\x32\x1a.cliplens.v1.FeatureSource\x12\x10\n\x08\x64\x65graded\x18\x04 \x01(\x08\"Z\n\x0bLatentMatch\x12\x0e\n\x06latent\x18\x01 \x01(\r\x12\x11\n\talignment\x18\x02 \x01(\x02\x12(\n\x06labels\x18\x03 \x03(\x0b\x32\x18.cliplens.v1.LatentLabel*c\n\rFeatureSource\x12\x1e\n\x1a\x46\x45\x41TURE_SOURCE_UNSPECIFIED\x10\x00\x12\x18\n\x14\x46\x45\x41TURE_SOURCE_REDIS\x10\x01\x12\x18\n\x14\x46\x45\x41TURE_SOURCE_STORE\x10\x02\x32\x92\x02\n\x0e\x46\x65\x61tureService\x12Y\n\x0eTopActivations\x12\".cliplens.v1.TopActivationsRequest\x1a#.cliplens.v1.TopActivationsResponse\x12M\n\nLatentInfo\x12\x1e.cliplens.v1.LatentInfoRequest\x1a\x1f.cliplens.v1.LatentInfoResponse\x12V\n\rSearchLatents\x12!.cliplens.v1.SearchLatentsRequest\x1a\".cliplens.v1.SearchLatentsResponseb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1a\x63liplens/v1/features.proto\x12\x0b\x63liplens.v1\x1a\x18\x63liplens/v1/common.proto\"B\n\x15TopActivationsRequest\x12\x0e\n\x06sae_id\x18\x01 \x01(\t\x12\x0e\n\x06latent\x18\x02 \x01(\r\x12\t\n\x01k\x18\x03 \x01(\r\"\xa4\x01\n\x16TopActivationsResponse\x12\x0e\n\x06sae_id\x18\x01 \x01(\t\x12\x0e\n\x06latent\x18\x02 \x01(\r\x12,\n\x06inputs\x18\x03 \x03(\x0b\x32\x1c.cliplens.v1.ActivatingInput\x12*\n\x06source\x18\x04 \x01(\x0e\x32\x1a.cliplens.v1.FeatureSource\x12\x10\n\x08\x64\x65graded\x18\x05 \x01(\x08\"d\n\x0f\x41\x63tivatingInput\x12\x10\n\x08input_id\x18\x01 \x01(\t\x12\x12\n\nactivation\x18\x02 \x01(\x02\x12\r\n\x05label\x18\x03 \x01(\t\x12\x12\n\x05patch\x18\x04 \x01(\rH\x00\x88\x01\x01\x42\x08\n\x06_patch\"3\n\x11LatentInfoRequest\x12\x0e\n\x06sae_id\x18\x01 \x01(\t\x12\x0e\n\x06latent\x18\x02 \x01(\r\"\xae\x03\n\x12LatentInfoResponse\x12\x0e\n\x06sae_id\x18\x01 \x01(\t\x12\x0e\n\x06latent\x18\x02 \x01(\r\x12(\n\x06labels\x18\x03 \x03(\x0b\x32\x18.cliplens.v1.LatentLabel\x12\x11\n\talignment\x18\x04 \x01(\x02\x12\x0f\n\x07\x63larity\x18\x05 \x01(\x02\x12\x13\n\x0b\x66iring_rate\x18\x06 \x01(\x01\x12)\n\thistogram\x18\x07 \x01(\x0b\x32\x16.cliplens.v1.Histogram\x12*\n\x06source\x18\x08 \x01(\x0e\x32\x1a.cliplens.v1.FeatureSource\x12\x10\n\x08\x64\x65graded\x18\t \x01(\x08\x12\x46\n\x0clabel_counts\x18\n \x03(\x0b\x32\x30.cliplens.v1.LatentInfoResponse.LabelCountsEntry\x12\x30\n\nneighbours\x18\x0b \x03(\x0b\x32\x1c.cliplens.v1.LatentNeighbour\x1a\x32\n\x10LabelCountsEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\x04:\x02\x38\x01\"1\n\x0fLatentNeighbour\x12\x0e\n\x06latent\x18\x01 \x01(\r\x12\x0e\n\x06\x63osine\x18\x02 \x01(\x02\".\n\tHistogram\x12\x11\n\tbin_edges\x18\x01 \x03(\x02\x12\x0e\n\x06\x63ounts\x18\x02 \x03(\x04\"C\n\x14SearchLatentsRequest\x12\x0e\n\x06sae_id\x18\x01 \x01(\t\x12\x0c\n\x04text\x18\x02 \x01(\t\x12\r\n\x05top_n\x18\x03 \x01(\r\"\x90\x01\n\x15SearchLatentsResponse\x12\x0e\n\x06sae_id\x18\x01 \x01(\t\x12)\n\x07matches\x18\x02 \x03(\x0b\x32\x18.cliplens.v1.LatentMatch\x12*\n\x06source\x18\x03 \x01(\x0e\x32\x1a.cliplens.v1.FeatureSource\x12\x10\n\x08\x64\x65graded\x18\x04 \x01(\x08\"Z\n\x0bLatentMatch\x12\x0e\n\x06latent\x18\x01 \x01(\r\x12\x11\n\talignment\x18\x02 \x01(\x02\x12(\n\x06labels\x18\x03 \x03(\x0b\x32\x18.cliplens.v1.LatentLabel*c\n\rFeatureSource\x12\x1e\n\x1a\x46\x45\x41TURE_SOURCE_UNSPECIFIED\x10\x00\x12\x18\n\x14\x46\x45\x41TURE_SOURCE_REDIS\x10\x01\x12\x18\n\x14\x46\x45\x41TURE_SOURCE_STORE\x10\x02\x32\x92\x02\n\x0e\x46\x65\x61tureService\x12Y\n\x0eTopActivations\x12\".cliplens.v1.TopActivationsRequest\x1a#.cliplens.v1.TopActivationsResponse\x12M\n\nLatentInfo\x12\x1e.cliplens.v1.LatentInfoRequest\x1a\x1f.cliplens.v1.LatentInfoResponse\x12V\n\rSearchLatents\x12!.cliplens.v1.SearchLatentsRequest\x1a\".cliplens.v1.SearchLatentsResponseb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -34,8 +34,8 @@ if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
   _globals['_LATENTINFORESPONSE_LABELCOUNTSENTRY']._loaded_options = None
   _globals['_LATENTINFORESPONSE_LABELCOUNTSENTRY']._serialized_options = b'8\001'
-  _globals['_FEATURESOURCE']._serialized_start=1198
-  _globals['_FEATURESOURCE']._serialized_end=1297
+  _globals['_FEATURESOURCE']._serialized_start=1299
+  _globals['_FEATURESOURCE']._serialized_end=1398
   _globals['_TOPACTIVATIONSREQUEST']._serialized_start=69
   _globals['_TOPACTIVATIONSREQUEST']._serialized_end=135
   _globals['_TOPACTIVATIONSRESPONSE']._serialized_start=138
@@ -45,17 +45,19 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_LATENTINFOREQUEST']._serialized_start=406
   _globals['_LATENTINFOREQUEST']._serialized_end=457
   _globals['_LATENTINFORESPONSE']._serialized_start=460
-  _globals['_LATENTINFORESPONSE']._serialized_end=840
-  _globals['_LATENTINFORESPONSE_LABELCOUNTSENTRY']._serialized_start=790
-  _globals['_LATENTINFORESPONSE_LABELCOUNTSENTRY']._serialized_end=840
-  _globals['_HISTOGRAM']._serialized_start=842
-  _globals['_HISTOGRAM']._serialized_end=888
-  _globals['_SEARCHLATENTSREQUEST']._serialized_start=890
-  _globals['_SEARCHLATENTSREQUEST']._serialized_end=957
-  _globals['_SEARCHLATENTSRESPONSE']._serialized_start=960
-  _globals['_SEARCHLATENTSRESPONSE']._serialized_end=1104
-  _globals['_LATENTMATCH']._serialized_start=1106
-  _globals['_LATENTMATCH']._serialized_end=1196
-  _globals['_FEATURESERVICE']._serialized_start=1300
-  _globals['_FEATURESERVICE']._serialized_end=1574
+  _globals['_LATENTINFORESPONSE']._serialized_end=890
+  _globals['_LATENTINFORESPONSE_LABELCOUNTSENTRY']._serialized_start=840
+  _globals['_LATENTINFORESPONSE_LABELCOUNTSENTRY']._serialized_end=890
+  _globals['_LATENTNEIGHBOUR']._serialized_start=892
+  _globals['_LATENTNEIGHBOUR']._serialized_end=941
+  _globals['_HISTOGRAM']._serialized_start=943
+  _globals['_HISTOGRAM']._serialized_end=989
+  _globals['_SEARCHLATENTSREQUEST']._serialized_start=991
+  _globals['_SEARCHLATENTSREQUEST']._serialized_end=1058
+  _globals['_SEARCHLATENTSRESPONSE']._serialized_start=1061
+  _globals['_SEARCHLATENTSRESPONSE']._serialized_end=1205
+  _globals['_LATENTMATCH']._serialized_start=1207
+  _globals['_LATENTMATCH']._serialized_end=1297
+  _globals['_FEATURESERVICE']._serialized_start=1401
+  _globals['_FEATURESERVICE']._serialized_end=1675
 # @@protoc_insertion_point(module_scope)

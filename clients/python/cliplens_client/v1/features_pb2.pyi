@@ -62,7 +62,7 @@ class LatentInfoRequest(_message.Message):
     def __init__(self, sae_id: _Optional[str] = ..., latent: _Optional[int] = ...) -> None: ...
 
 class LatentInfoResponse(_message.Message):
-    __slots__ = ("sae_id", "latent", "labels", "alignment", "clarity", "firing_rate", "histogram", "source", "degraded", "label_counts")
+    __slots__ = ("sae_id", "latent", "labels", "alignment", "clarity", "firing_rate", "histogram", "source", "degraded", "label_counts", "neighbours")
     class LabelCountsEntry(_message.Message):
         __slots__ = ("key", "value")
         KEY_FIELD_NUMBER: _ClassVar[int]
@@ -80,6 +80,7 @@ class LatentInfoResponse(_message.Message):
     SOURCE_FIELD_NUMBER: _ClassVar[int]
     DEGRADED_FIELD_NUMBER: _ClassVar[int]
     LABEL_COUNTS_FIELD_NUMBER: _ClassVar[int]
+    NEIGHBOURS_FIELD_NUMBER: _ClassVar[int]
     sae_id: str
     latent: int
     labels: _containers.RepeatedCompositeFieldContainer[_common_pb2.LatentLabel]
@@ -90,7 +91,16 @@ class LatentInfoResponse(_message.Message):
     source: FeatureSource
     degraded: bool
     label_counts: _containers.ScalarMap[str, int]
-    def __init__(self, sae_id: _Optional[str] = ..., latent: _Optional[int] = ..., labels: _Optional[_Iterable[_Union[_common_pb2.LatentLabel, _Mapping]]] = ..., alignment: _Optional[float] = ..., clarity: _Optional[float] = ..., firing_rate: _Optional[float] = ..., histogram: _Optional[_Union[Histogram, _Mapping]] = ..., source: _Optional[_Union[FeatureSource, str]] = ..., degraded: _Optional[bool] = ..., label_counts: _Optional[_Mapping[str, int]] = ...) -> None: ...
+    neighbours: _containers.RepeatedCompositeFieldContainer[LatentNeighbour]
+    def __init__(self, sae_id: _Optional[str] = ..., latent: _Optional[int] = ..., labels: _Optional[_Iterable[_Union[_common_pb2.LatentLabel, _Mapping]]] = ..., alignment: _Optional[float] = ..., clarity: _Optional[float] = ..., firing_rate: _Optional[float] = ..., histogram: _Optional[_Union[Histogram, _Mapping]] = ..., source: _Optional[_Union[FeatureSource, str]] = ..., degraded: _Optional[bool] = ..., label_counts: _Optional[_Mapping[str, int]] = ..., neighbours: _Optional[_Iterable[_Union[LatentNeighbour, _Mapping]]] = ...) -> None: ...
+
+class LatentNeighbour(_message.Message):
+    __slots__ = ("latent", "cosine")
+    LATENT_FIELD_NUMBER: _ClassVar[int]
+    COSINE_FIELD_NUMBER: _ClassVar[int]
+    latent: int
+    cosine: float
+    def __init__(self, latent: _Optional[int] = ..., cosine: _Optional[float] = ...) -> None: ...
 
 class Histogram(_message.Message):
     __slots__ = ("bin_edges", "counts")

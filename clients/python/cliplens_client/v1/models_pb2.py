@@ -24,7 +24,7 @@ _sym_db = _symbol_database.Default()
 
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x18\x63liplens/v1/models.proto\x12\x0b\x63liplens.v1\"\x13\n\x11ListModelsRequest\"<\n\x12ListModelsResponse\x12&\n\x06models\x18\x01 \x03(\x0b\x32\x16.cliplens.v1.ModelInfo\"\x87\x01\n\tModelInfo\x12\n\n\x02id\x18\x01 \x01(\t\x12\x0c\n\x04\x61rch\x18\x02 \x01(\t\x12\x13\n\x0b\x64\x65scription\x18\x03 \x01(\t\x12\x11\n\tembed_dim\x18\x04 \x01(\r\x12\x12\n\nimage_size\x18\x05 \x01(\r\x12\x10\n\x08n_layers\x18\x06 \x01(\r\x12\x12\n\npatch_grid\x18\x07 \x01(\r\"#\n\x0fListSaesRequest\x12\x10\n\x08model_id\x18\x01 \x01(\t\"6\n\x10ListSaesResponse\x12\"\n\x04saes\x18\x01 \x03(\x0b\x32\x14.cliplens.v1.SaeInfo\"\xf3\x01\n\x07SaeInfo\x12\n\n\x02id\x18\x01 \x01(\t\x12\x10\n\x08model_id\x18\x02 \x01(\t\x12\x0c\n\x04site\x18\x03 \x01(\t\x12\x0c\n\x04\x61rch\x18\x04 \x01(\t\x12\x0c\n\x04\x64_in\x18\x05 \x01(\r\x12\r\n\x05\x64_sae\x18\x06 \x01(\r\x12\x12\n\ndataset_id\x18\x07 \x01(\t\x12\x32\n\x07metrics\x18\x08 \x03(\x0b\x32!.cliplens.v1.SaeInfo.MetricsEntry\x12\x19\n\x11has_feature_index\x18\t \x01(\x08\x1a.\n\x0cMetricsEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\x01:\x02\x38\x01\x32\xa6\x01\n\x0cModelService\x12M\n\nListModels\x12\x1e.cliplens.v1.ListModelsRequest\x1a\x1f.cliplens.v1.ListModelsResponse\x12G\n\x08ListSaes\x12\x1c.cliplens.v1.ListSaesRequest\x1a\x1d.cliplens.v1.ListSaesResponseb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x18\x63liplens/v1/models.proto\x12\x0b\x63liplens.v1\"\x13\n\x11ListModelsRequest\"<\n\x12ListModelsResponse\x12&\n\x06models\x18\x01 \x03(\x0b\x32\x16.cliplens.v1.ModelInfo\"\x87\x01\n\tModelInfo\x12\n\n\x02id\x18\x01 \x01(\t\x12\x0c\n\x04\x61rch\x18\x02 \x01(\t\x12\x13\n\x0b\x64\x65scription\x18\x03 \x01(\t\x12\x11\n\tembed_dim\x18\x04 \x01(\r\x12\x12\n\nimage_size\x18\x05 \x01(\r\x12\x10\n\x08n_layers\x18\x06 \x01(\r\x12\x12\n\npatch_grid\x18\x07 \x01(\r\"#\n\x0fListSaesRequest\x12\x10\n\x08model_id\x18\x01 \x01(\t\"6\n\x10ListSaesResponse\x12\"\n\x04saes\x18\x01 \x03(\x0b\x32\x14.cliplens.v1.SaeInfo\"\xef\x02\n\x07SaeInfo\x12\n\n\x02id\x18\x01 \x01(\t\x12\x10\n\x08model_id\x18\x02 \x01(\t\x12\x0c\n\x04site\x18\x03 \x01(\t\x12\x0c\n\x04\x61rch\x18\x04 \x01(\t\x12\x0c\n\x04\x64_in\x18\x05 \x01(\r\x12\r\n\x05\x64_sae\x18\x06 \x01(\r\x12\x12\n\ndataset_id\x18\x07 \x01(\t\x12\x32\n\x07metrics\x18\x08 \x03(\x0b\x32!.cliplens.v1.SaeInfo.MetricsEntry\x12\x19\n\x11has_feature_index\x18\t \x01(\x08\x12\x42\n\x0fhyperparameters\x18\n \x03(\x0b\x32).cliplens.v1.SaeInfo.HyperparametersEntry\x1a.\n\x0cMetricsEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\x01:\x02\x38\x01\x1a\x36\n\x14HyperparametersEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\x01:\x02\x38\x01\x32\xa6\x01\n\x0cModelService\x12M\n\nListModels\x12\x1e.cliplens.v1.ListModelsRequest\x1a\x1f.cliplens.v1.ListModelsResponse\x12G\n\x08ListSaes\x12\x1c.cliplens.v1.ListSaesRequest\x1a\x1d.cliplens.v1.ListSaesResponseb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -33,6 +33,8 @@ if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
   _globals['_SAEINFO_METRICSENTRY']._loaded_options = None
   _globals['_SAEINFO_METRICSENTRY']._serialized_options = b'8\001'
+  _globals['_SAEINFO_HYPERPARAMETERSENTRY']._loaded_options = None
+  _globals['_SAEINFO_HYPERPARAMETERSENTRY']._serialized_options = b'8\001'
   _globals['_LISTMODELSREQUEST']._serialized_start=41
   _globals['_LISTMODELSREQUEST']._serialized_end=60
   _globals['_LISTMODELSRESPONSE']._serialized_start=62
@@ -44,9 +46,11 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_LISTSAESRESPONSE']._serialized_start=299
   _globals['_LISTSAESRESPONSE']._serialized_end=353
   _globals['_SAEINFO']._serialized_start=356
-  _globals['_SAEINFO']._serialized_end=599
-  _globals['_SAEINFO_METRICSENTRY']._serialized_start=553
-  _globals['_SAEINFO_METRICSENTRY']._serialized_end=599
-  _globals['_MODELSERVICE']._serialized_start=602
-  _globals['_MODELSERVICE']._serialized_end=768
+  _globals['_SAEINFO']._serialized_end=723
+  _globals['_SAEINFO_METRICSENTRY']._serialized_start=621
+  _globals['_SAEINFO_METRICSENTRY']._serialized_end=667
+  _globals['_SAEINFO_HYPERPARAMETERSENTRY']._serialized_start=669
+  _globals['_SAEINFO_HYPERPARAMETERSENTRY']._serialized_end=723
+  _globals['_MODELSERVICE']._serialized_start=726
+  _globals['_MODELSERVICE']._serialized_end=892
 # @@protoc_insertion_point(module_scope)

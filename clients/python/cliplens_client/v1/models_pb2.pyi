@@ -47,8 +47,15 @@ class ListSaesResponse(_message.Message):
     def __init__(self, saes: _Optional[_Iterable[_Union[SaeInfo, _Mapping]]] = ...) -> None: ...
 
 class SaeInfo(_message.Message):
-    __slots__ = ("id", "model_id", "site", "arch", "d_in", "d_sae", "dataset_id", "metrics", "has_feature_index")
+    __slots__ = ("id", "model_id", "site", "arch", "d_in", "d_sae", "dataset_id", "metrics", "has_feature_index", "hyperparameters")
     class MetricsEntry(_message.Message):
+        __slots__ = ("key", "value")
+        KEY_FIELD_NUMBER: _ClassVar[int]
+        VALUE_FIELD_NUMBER: _ClassVar[int]
+        key: str
+        value: float
+        def __init__(self, key: _Optional[str] = ..., value: _Optional[float] = ...) -> None: ...
+    class HyperparametersEntry(_message.Message):
         __slots__ = ("key", "value")
         KEY_FIELD_NUMBER: _ClassVar[int]
         VALUE_FIELD_NUMBER: _ClassVar[int]
@@ -64,6 +71,7 @@ class SaeInfo(_message.Message):
     DATASET_ID_FIELD_NUMBER: _ClassVar[int]
     METRICS_FIELD_NUMBER: _ClassVar[int]
     HAS_FEATURE_INDEX_FIELD_NUMBER: _ClassVar[int]
+    HYPERPARAMETERS_FIELD_NUMBER: _ClassVar[int]
     id: str
     model_id: str
     site: str
@@ -73,4 +81,5 @@ class SaeInfo(_message.Message):
     dataset_id: str
     metrics: _containers.ScalarMap[str, float]
     has_feature_index: bool
-    def __init__(self, id: _Optional[str] = ..., model_id: _Optional[str] = ..., site: _Optional[str] = ..., arch: _Optional[str] = ..., d_in: _Optional[int] = ..., d_sae: _Optional[int] = ..., dataset_id: _Optional[str] = ..., metrics: _Optional[_Mapping[str, float]] = ..., has_feature_index: _Optional[bool] = ...) -> None: ...
+    hyperparameters: _containers.ScalarMap[str, float]
+    def __init__(self, id: _Optional[str] = ..., model_id: _Optional[str] = ..., site: _Optional[str] = ..., arch: _Optional[str] = ..., d_in: _Optional[int] = ..., d_sae: _Optional[int] = ..., dataset_id: _Optional[str] = ..., metrics: _Optional[_Mapping[str, float]] = ..., has_feature_index: _Optional[bool] = ..., hyperparameters: _Optional[_Mapping[str, float]] = ...) -> None: ...

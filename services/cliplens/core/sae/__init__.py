@@ -9,7 +9,16 @@ from cliplens.core.sae.config import (
     SaeConfig,
     TopKConfig,
 )
-from cliplens.core.sae.modules import BatchTopKSae, JumpReluSae, MatryoshkaSae, ReluSae, Sae, SaeLoss, TopKSae
+from cliplens.core.sae.modules import (
+    BatchTopKSae,
+    JumpReluSae,
+    MatryoshkaSae,
+    ReluSae,
+    Sae,
+    SaeLoss,
+    TopKSae,
+    nearest_latents,
+)
 from cliplens.core.sae.registry import ARCHITECTURES, build_sae, config_class, make_config
 
 __all__ = [
@@ -34,5 +43,6 @@ __all__ = [
     "config_to_dict",
     "load_sae",
     "make_config",
+    "nearest_latents",
     "save_sae",
 ]

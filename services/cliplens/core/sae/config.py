@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+import inspect
+from dataclasses import dataclass, field, fields
 from typing import ClassVar
 
 from cliplens.core.errors import InvalidInputError
@@ -38,6 +39,22 @@ class SaeConfig:
     @property
     def expansion(self) -> float:
         return self.d_sae / self.d_in
+
+    def hyperparameters(self) -> dict[str, float]:
+        """The architecture's numeric training hyperparameters by name: the fields its config class
+        declares beyond the shared ones (a shared field it redeclares, as TopK does ``aux_k``, counts)."""
+        declared = {
+            name
+            for cls in type(self).__mro__
+            if issubclass(cls, SaeConfig) and cls is not SaeConfig
+            for name in inspect.get_annotations(cls)
+        }
+        values = {f.name: getattr(self, f.name) for f in fields(self) if f.name in declared}
+        return {
+            name: float(value)
+            for name, value in values.items()
+            if isinstance(value, int | float) and not isinstance(value, bool)
+        }
 
 
 @dataclass(frozen=True, kw_only=True)

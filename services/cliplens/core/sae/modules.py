@@ -140,6 +140,21 @@ class Sae(nn.Module):
         """Hook for state updated from training batches (BatchTopK's threshold)."""
 
 
+@torch.no_grad()
+def nearest_latents(sae: Sae, latent: int, n: int) -> list[tuple[int, float]]:
+    """The ``n`` other latents whose decoder directions are nearest to ``latent``'s by cosine, as
+    ``(latent, cosine)`` pairs, best first (ties: lower index first); a zero decoder row has cosine 0."""
+    sae.check_index(latent)
+    if n < 0:
+        raise InvalidInputError(f"number of neighbours must be >= 0, got {n}")
+    W_dec = sae.W_dec.detach().float()
+    norms = W_dec.norm(dim=-1)
+    denominators = norms * norms[latent]
+    cosines = torch.where(denominators > 0, W_dec @ W_dec[latent] / denominators, 0.0).cpu()
+    order = cosines.sort(descending=True, stable=True).indices
+    return [(int(k), float(cosines[k])) for k in order[order != latent][:n]]
+
+
 def dense_init_scale(cfg: SaeConfig) -> float:
     """About half the latents fire at init, each adding ``(x . d) d``; this keeps ``x_hat`` near ``x``."""
     return min(1.0, 2.0 * cfg.d_in / cfg.d_sae)

@@ -1,0 +1,1 @@
+"""The web feature browser served at /ui by the cliplens app."""

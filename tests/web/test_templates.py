@@ -1,0 +1,37 @@
+"""The page templates: every one compiles, and text reaches the page escaped."""
+
+from __future__ import annotations
+
+import pytest
+
+from cliplens.serve.web.ui import TEMPLATES, data_uri, http_error
+
+
+@pytest.mark.parametrize("name", TEMPLATES.list_templates())
+def test_every_template_compiles(name: str) -> None:
+    TEMPLATES.get_template(name)
+
+
+def test_error_pages_escape_their_message() -> None:
+    page = TEMPLATES.get_template("error.html").render(
+        root="", logged_in=False, status=400, message="<script>alert(1)</script>"
+    )
+    assert "<script>alert" not in page
+    assert "&lt;script&gt;alert(1)&lt;/script&gt;" in page
+
+
+def test_failures_map_to_http_statuses_without_internals() -> None:
+    from cliplens.core.errors import InvalidInputError, NotFoundError
+    from cliplens_client.errors import InvalidRequestError
+
+    assert http_error(NotFoundError("unknown SAE 'x'")) == (404, "unknown SAE 'x'")
+    assert http_error(InvalidInputError("texts: too many")) == (400, "texts: too many")
+    assert http_error(InvalidRequestError("bad image")) == (400, "bad image")
+    status, message = http_error(KeyError("secret internals"))
+    assert status == 500 and "secret" not in message
+
+
+def test_uploads_become_data_uris_of_their_type() -> None:
+    assert data_uri(b"\x89PNG\r\n\x1a\nrest").startswith("data:image/png;base64,")
+    assert data_uri(b"\xff\xd8\xffrest").startswith("data:image/jpeg;base64,")
+    assert data_uri(b"RIFF\0\0\0\0WEBPrest").startswith("data:image/webp;base64,")
