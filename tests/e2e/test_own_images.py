@@ -5,10 +5,12 @@ store; and its cache stopped and restarted while it serves."""
 
 from __future__ import annotations
 
+import re
 import signal
 import subprocess
 import sys
 import time
+import urllib.request
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -105,6 +107,17 @@ def redis(tmp_path: Path) -> Iterator[RedisServer]:
         yield server
 
 
+def check_web_pages(output: str, answers: Answers) -> None:
+    """The web address ``cliplens serve`` prints shows the top photos of the user's own latent."""
+    (web,) = re.findall(r"web  (http://\S+/ui/)", output)
+    latent = answers.attribution[0][0]
+    with urllib.request.urlopen(f"{web}sae/{SAE_ID}/latent/{latent}") as response:
+        page = response.read().decode()
+    assert all(f'alt="{key}"' in page for key, _, _ in answers.top)
+    with urllib.request.urlopen(f"{web}images/{answers.top[0][0]}") as response:
+        assert response.headers["Content-Type"].startswith("image/") and response.read()
+
+
 def serve_args(indexed: Indexed, *extra: str) -> tuple[list[str], str]:
     grpc, http, features, attribution = free_ports(4)
     args = ["--store", str(indexed.store), "--grpc-port", str(grpc), "--http-port", str(http)]
@@ -122,6 +135,7 @@ def test_serve_answers_from_its_cache_stops_cleanly_and_restarts_the_same(
         served = ServeProcess.start(args, cwd=indexed.store.parent)
         assert f"{address.split(':')[1]}  every cliplens service" in served.output
         first = Answers.ask(address, photo)
+        check_web_pages(served.output, first)
         assert served.descendants(), "serve started no processes"
         code, left = served.stop(signal.SIGINT)
         assert code == 0 and left == [], served.output[-3000:]

@@ -13,6 +13,7 @@ from cliplens.core.errors import InvalidInputError, NotFoundError
 from cliplens.serve.actor_types import RequestImage
 from cliplens.serve.settings import Limits
 from cliplens.store import ObjectStore, Skipped, decode_image
+from cliplens.store.input_shards import FOLDER_IMAGE_SUFFIXES
 from cliplens_client.arrays import unpack_array
 from cliplens_client.errors import MalformedResponseError
 from cliplens_client.v1 import common_pb2, sae_pb2
@@ -54,9 +55,12 @@ class RequestImages:
         if self.bucket is None:
             raise InvalidInputError(f"{field}.object_key: this server has no image bucket configured")
         check_key(f"{field}.object_key", key)
-        if not self.bucket.exists(key):
-            raise NotFoundError(f"{field}.object_key: no image '{key}' in the image bucket")
-        return self.bucket.get_bytes(key)
+        # An image folder's input ids (``cliplens index``) are its file names without the suffix.
+        suffixes = [suffix for lower in FOLDER_IMAGE_SUFFIXES for suffix in (lower, lower.upper())]
+        for candidate in (key, *(key + suffix for suffix in suffixes)):
+            if self.bucket.exists(candidate):
+                return self.bucket.get_bytes(candidate)
+        raise NotFoundError(f"{field}.object_key: no image '{key}' in the image bucket")
 
 
 def check_key(field: str, key: str) -> str:

@@ -20,7 +20,7 @@ from typing import Any
 
 import yaml
 
-from cliplens.core.errors import InvalidInputError
+from cliplens.core.errors import InvalidInputError, NotFoundError
 from cliplens.serve.app import GRPC_SERVICER_FUNCTIONS
 from cliplens.serve.local_app import (
     APP_NAME,
@@ -32,8 +32,9 @@ from cliplens.serve.local_app import (
     web_address,
 )
 from cliplens.serve.settings import AppSettings
-from cliplens.store import ObjectStore, list_saes
+from cliplens.store import ObjectStore, input_folder, list_saes
 from cliplens.store.local_stack import RedisServer
+from cliplens.store.saes import SaeRecord
 
 HELP = "serve the store's SAEs over gRPC on this machine (embedded cache, CPU or GPU) until Ctrl-C"
 DEFAULT_MODEL = "demo"
@@ -52,6 +53,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--redis",
         help="URL of a running Redis to use as the cache (default: $CLIPLENS_REDIS_URL, else start an embedded one)",
+    )
+    parser.add_argument(
+        "--images",
+        help="folder or bucket URI of the data set's images by input id, for the web pages and Image.object_key "
+        "(default: the image folder the store's SAEs were indexed from, when there is one)",
     )
     parser.add_argument(
         "--models", help="comma-separated model ids (default: the models of the store's SAEs, else demo)"
@@ -148,7 +154,11 @@ def _settings(
     """The app settings: flags over the config file's args over ``CLIPLENS_*`` variables; the models
     default to those of the store's SAEs. Also the store they name."""
     given = {**file_args}
-    for name, flag in (("store_uri", args.store), ("redis_url", args.redis)):
+    for name, flag in (
+        ("store_uri", args.store),
+        ("redis_url", args.redis),
+        ("image_store_uri", args.images),
+    ):
         if flag:
             given[name] = flag
     for name, port in ports.direct_ports().items():
@@ -159,9 +169,23 @@ def _settings(
     except ValueError as exc:
         raise InvalidInputError(f"invalid app settings: {exc}") from None
     store = settings.store()
+    records = list_saes(store)
     if not models:
-        models = sorted({record.cfg.model_id for record in list_saes(store)}) or [DEFAULT_MODEL]
-    return settings.model_copy(update={"models": models, "store_uri": store.uri}), store
+        models = sorted({record.cfg.model_id for record in records}) or [DEFAULT_MODEL]
+    images = settings.image_store_uri or _indexed_folder(store, records)
+    update = {"models": models, "store_uri": store.uri, "image_store_uri": images}
+    return settings.model_copy(update=update), store
+
+
+def _indexed_folder(store: ObjectStore, records: list[SaeRecord]) -> str | None:
+    """The one image folder the SAEs' activation runs were extracted from, if they share one."""
+    folders = set()
+    for record in records:
+        try:
+            folders.add(input_folder(store, record.run_id))
+        except NotFoundError:  # an SAE trained on a run that is not in this store
+            folders.add(None)
+    return folders.pop() if len(folders) == 1 else None
 
 
 def _read_config(path: Path) -> tuple[dict[str, Any], dict[str, dict[str, Any]], dict[str, int]]:

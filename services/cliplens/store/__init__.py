@@ -33,7 +33,7 @@ from cliplens.store.objects import (
 )
 from cliplens.store.prefetch import prefetch
 from cliplens.store.readers import Record, read_class_names, read_input_shard, read_inputs
-from cliplens.store.run_reader import ActivationRun, ShuffledBatches
+from cliplens.store.run_reader import ActivationRun, ShuffledBatches, input_folder
 from cliplens.store.run_writer import ActivationWriter
 from cliplens.store.runs import Manifest, RunSpec, ShardInfo, run_id
 from cliplens.store.saes import SaeRecord, list_saes, load_sae_from_store, read_sae_record, save_sae_to_store
@@ -71,6 +71,7 @@ __all__ = [
     "decode_image",
     "fill_cache",
     "has_results",
+    "input_folder",
     "list_input_shards",
     "list_saes",
     "load_results",

@@ -78,19 +78,24 @@ class InputSource:
     key: str
 
 
-def open_inputs(uri: str | Path, fmt: str | None = None, s3: S3Config | None = None) -> InputSource:
-    """The data set at ``uri`` in format ``fmt`` (by suffix when ``None``: .parquet, .tar, else a folder)."""
+def infer_format(uri: str | Path, fmt: str | None = None) -> str:
+    """``fmt``, or the format of ``uri`` by its suffix: .parquet, .tar, else a folder."""
     text = str(uri).rstrip("/")
-    fmt = fmt or (
+    return fmt or (
         "parquet" if text.endswith(".parquet") else "webdataset" if text.endswith(".tar") else "folder"
     )
+
+
+def open_inputs(uri: str | Path, fmt: str | None = None, s3: S3Config | None = None) -> InputSource:
+    """The data set at ``uri`` in format ``fmt`` (by suffix when ``None``: .parquet, .tar, else a folder)."""
+    fmt = infer_format(uri, fmt)
     if fmt not in FORMATS:
         raise InvalidInputError(f"unknown input format '{fmt}'; choose one of {', '.join(FORMATS)}")
     store, key = open_object(uri, s3)
     if key and not (key.endswith((".parquet", ".tar")) and store.exists(key)):
         store, key = store.child(key), ""
     folder, _, name = key.rpartition("/")
-    return InputSource(text, fmt, store.child(folder) if folder else store, name)
+    return InputSource(str(uri).rstrip("/"), fmt, store.child(folder) if folder else store, name)
 
 
 def list_input_shards(source: InputSource, shard_rows: int = DEFAULT_SHARD_ROWS) -> Iterator[InputShard]:

@@ -17,7 +17,8 @@ from torch import Tensor
 
 from cliplens.core.errors import InvalidInputError, NotFoundError
 from cliplens.store.errors import RunNotCommittedError
-from cliplens.store.objects import ObjectStore
+from cliplens.store.input_shards import infer_format, open_inputs
+from cliplens.store.objects import LocalStore, ObjectStore
 from cliplens.store.prefetch import prefetch
 from cliplens.store.runs import MANIFEST_FILE, TENSOR_NAME, Manifest, run_prefix
 
@@ -127,6 +128,17 @@ class ActivationRun:
     ) -> ShuffledBatches:
         """Shuffled ``(batch, d)`` batches for SAE training (patch rows are flattened into vectors)."""
         return ShuffledBatches(self, batch_size, buffer_rows, seed=seed, prefetch_depth=prefetch_depth)
+
+
+def input_folder(store: ObjectStore, run_id: str) -> str | None:
+    """The image folder run ``run_id`` was extracted from, whose file keys are the run's input ids;
+    ``None`` when its inputs were parquet or WebDataset shards, or the folder is gone."""
+    job = ActivationRun(store, run_id, verify=False).manifest.spec.get("job") or {}
+    uri = job.get("inputs")
+    if not isinstance(uri, str) or infer_format(uri, job.get("input_format")) != "folder":
+        return None
+    folder = open_inputs(uri, "folder").store
+    return None if isinstance(folder, LocalStore) and not folder.root.is_dir() else folder.uri
 
 
 class ShuffledBatches:
