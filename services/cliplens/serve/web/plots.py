@@ -34,14 +34,20 @@ def colour(value: float, low: float, high: float, *, diverging: bool) -> str:
     """Hex colour of ``value`` on a viridis-like map over [low, high], or blue-white-red symmetric around 0."""
     if diverging:
         reach = max(abs(low), abs(high))
-        t, table = (0.5 + 0.5 * value / reach if reach > 0 else 0.5), DIVERGING
+        t, table = (0.5 + 0.5 * value / reach if reach > 0 else 0.5), _DIVERGING_RGB
     else:
-        t, table = ((value - low) / (high - low) if high > low else 0.0), SEQUENTIAL
+        t, table = ((value - low) / (high - low) if high > low else 0.0), _SEQUENTIAL_RGB
     position = min(max(t, 0.0), 1.0) * (len(table) - 1)
     i = min(int(position), len(table) - 2)
-    a, b = (tuple(int(c[k : k + 2], 16) for k in (1, 3, 5)) for c in table[i : i + 2])
-    mix = position - i
-    return "#" + "".join(f"{round(x + (y - x) * mix):02x}" for x, y in zip(a, b, strict=True))
+    (r0, g0, b0), (r1, g1, b1), mix = table[i], table[i + 1], position - i
+    return f"#{round(r0 + (r1 - r0) * mix):02x}{round(g0 + (g1 - g0) * mix):02x}{round(b0 + (b1 - b0) * mix):02x}"
+
+
+def _rgb(table: tuple[str, ...]) -> tuple[tuple[int, int, int], ...]:
+    return tuple((int(c[1:3], 16), int(c[3:5], 16), int(c[5:7], 16)) for c in table)
+
+
+_SEQUENTIAL_RGB, _DIVERGING_RGB = _rgb(SEQUENTIAL), _rgb(DIVERGING)
 
 
 def _paint(value: float, scale: Scale) -> str:
@@ -125,7 +131,8 @@ def heatmap_overlay(
     cells = "".join(
         f"<rect x='{c * w:.2f}' y='{r * h:.2f}' width='{w:.2f}' height='{h:.2f}' "
         f"fill='{_paint(v, scale)}' data-value='{v:.4g}'><title>{v:+.4g}</title></rect>"
-        for (r, c), v in np.ndenumerate(values)
+        for r, row in enumerate(values.tolist())
+        for c, v in enumerate(row)
     )
     image = (
         f"<image href='{escape(image_href)}' x='0' y='0' width='{size}' height='{size}' "
@@ -205,7 +212,8 @@ def head_grid(heads: npt.ArrayLike, *, cell: int = 22) -> str:
     cells = "".join(
         f"<rect x='{left + h * cell}' y='{top + r * cell}' width='{cell - 1}' height='{cell - 1}' "
         f"fill='{_paint(v, scale)}' data-value='{v:.4g}'><title>L{r} H{h}: {v:+.4f}</title></rect>"
-        for (r, h), v in np.ndenumerate(values)
+        for r, row in enumerate(values.tolist())
+        for h, v in enumerate(row)
     )
     labels = "".join(_text(left - 4, top + (r + 0.7) * cell, f"L{r}", "end") for r in range(rows))
     labels += "".join(_text(left + (h + 0.5) * cell, top - 4, f"H{h}", "middle") for h in range(columns))

@@ -87,13 +87,13 @@ async def _login_required(request: Request, exc: LoginRequiredError) -> Response
 @web_app.exception_handler(Exception)
 async def _failed(request: Request, exc: Exception) -> Response:
     status, message = http_error(exc)
-    return _error(request, status, message)
+    return await _error(request, status, message)
 
 
 @web_app.exception_handler(HTTPException)
 async def _http_failed(request: Request, exc: HTTPException) -> Response:
     message = "no such page" if exc.status_code == 404 else str(exc.detail)
-    return _error(request, exc.status_code, message)
+    return await _error(request, exc.status_code, message)
 
 
 @web_app.exception_handler(RequestValidationError)
@@ -101,13 +101,13 @@ async def _invalid(request: Request, exc: RequestValidationError) -> Response:
     problems = "; ".join(
         f"{'.'.join(str(part) for part in error['loc'][1:])}: {error['msg']}" for error in exc.errors()
     )
-    return _error(request, 404 if request.method == "GET" else 400, problems)
+    return await _error(request, 404 if request.method == "GET" else 400, problems)
 
 
-def _error(request: Request, status: int, message: str) -> Response:
+async def _error(request: Request, status: int, message: str) -> Response:
     if _wants_json(request):
         return JSONResponse({"error": message}, status_code=status)
-    return render(request, "error.html", status_code=status, status=status, message=message)
+    return await render(request, "error.html", status_code=status, status=status, message=message)
 
 
 def _wants_json(request: Request) -> bool:
@@ -128,7 +128,7 @@ async def home(request: Request) -> Response:
 async def login_form(request: Request, ui: Ui, next: str = "") -> Response:
     if not ui.sessions.required:
         return RedirectResponse(f"{_root(request)}{PREFIX}/saes", status_code=303)
-    return render(request, "login.html", next=_local(request, next), failed=False)
+    return await render(request, "login.html", next=_local(request, next), failed=False)
 
 
 @web_app.post(f"{PREFIX}/login")
@@ -137,7 +137,7 @@ async def login(request: Request, ui: Ui) -> Response:
     token, target = str(form.get("token", "")), _local(request, str(form.get("next", "")))
     cookie = ui.sessions.open(token.strip())
     if cookie is None:
-        return render(request, "login.html", status_code=401, next=target, failed=True)
+        return await render(request, "login.html", status_code=401, next=target, failed=True)
     response = RedirectResponse(target, status_code=303)
     response.set_cookie(
         COOKIE,
@@ -168,7 +168,7 @@ def _local(request: Request, target: str) -> str:
 
 @web_app.get(f"{PREFIX}/saes")
 async def saes(request: Request, ui: Page) -> Response:
-    return render(request, "saes.html", saes=await ui.pages.saes())
+    return await render(request, "saes.html", saes=await ui.pages.saes())
 
 
 @web_app.get(PREFIX + "/sae/{sae_id}")
@@ -179,19 +179,19 @@ async def sae(request: Request, ui: Page, sae_id: str, page: int = 0) -> Respons
     if not 0 <= page < pages:
         raise WebError(404, f"SAE '{sae_id}' has latent pages 0..{pages - 1}, not {page}")
     latents = range(page * per_page, min(info.d_sae, (page + 1) * per_page))
-    return render(request, "sae.html", sae=info, latents=latents, page=page, pages=pages)
+    return await render(request, "sae.html", sae=info, latents=latents, page=page, pages=pages)
 
 
 @web_app.get(PREFIX + "/sae/{sae_id}/latent/{latent}")
 async def latent(request: Request, ui: Page, sae_id: str, latent: int) -> Response:
     view = await ui.pages.latent(sae_id, latent)
-    return render(request, "latent.html", view=view)
+    return await render(request, "latent.html", view=view)
 
 
 @web_app.get(PREFIX + "/sae/{sae_id}/latent/{latent}/patches")
 async def patch_maps(request: Request, ui: Page, sae_id: str, latent: int) -> Response:
     maps = await ui.pages.patch_maps(sae_id, latent)
-    return render(request, "patch_maps.html", maps=maps, latent=latent)
+    return await render(request, "patch_maps.html", maps=maps, latent=latent)
 
 
 @web_app.get(f"{PREFIX}/search")
@@ -202,12 +202,12 @@ async def search(request: Request, ui: Page, sae: str = "", q: str = "", key: st
         matches = await ui.pages.calls.search_latents(sae, q, top_n=ui.settings.top_latents)
     elif sae and key:
         fired = await ui.pages.latents_of_input(sae, key)
-    return render(request, "search.html", saes=saes, sae=sae, q=q, key=key, matches=matches, fired=fired)
+    return await render(request, "search.html", saes=saes, sae=sae, q=q, key=key, matches=matches, fired=fired)
 
 
 @web_app.get(f"{PREFIX}/explain")
 async def explain_form(request: Request, ui: Page, sae: str = "", key: str = "") -> Response:
-    return render(request, "explain_form.html", saes=await ui.pages.saes(), sae=sae, key=key, prompts="")
+    return await render(request, "explain_form.html", saes=await ui.pages.saes(), sae=sae, key=key, prompts="")
 
 
 @web_app.post(f"{PREFIX}/explain")
@@ -227,7 +227,7 @@ async def explain(request: Request, ui: Page) -> Response:
     image: ImageInput = data if data else ObjectKey(key)
     explanation = await ui.pages.explain(sae_id, image, prompts)
     image_href = data_uri(data) if data else f"{_root(request)}{PREFIX}/images/{quote(key)}"
-    return render(request, "explain.html", explanation=explanation, key=key, image_href=image_href)
+    return await render(request, "explain.html", explanation=explanation, key=key, image_href=image_href)
 
 
 def _within_upload_limit(request: Request, ui: WebUi, limit: int) -> int:

@@ -3,6 +3,7 @@ HTTP status of each failure."""
 
 from __future__ import annotations
 
+import asyncio
 import base64
 
 import grpc
@@ -67,10 +68,12 @@ def http_error(exc: BaseException) -> tuple[int, str]:
     return HTTP_STATUS.get(code, 500), message
 
 
-def render(request: Request, template: str, status_code: int = 200, **context: object) -> HTMLResponse:
-    """A page from ``templates/``, its text escaped; ``root`` prefixes every link."""
+async def render(request: Request, template: str, status_code: int = 200, **context: object) -> HTMLResponse:
+    """A page from ``templates/``, its text escaped; ``root`` prefixes every link. Rendered in a
+    worker thread: a page of many plots must not hold up the replica's other calls."""
     root = str(request.scope.get("root_path", "")).rstrip("/")
-    body = TEMPLATES.get_template(template).render(root=root, logged_in=COOKIE in request.cookies, **context)
+    page = TEMPLATES.get_template(template)
+    body = await asyncio.to_thread(page.render, root=root, logged_in=COOKIE in request.cookies, **context)
     return HTMLResponse(body, status_code=status_code)
 
 
