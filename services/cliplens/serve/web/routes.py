@@ -202,12 +202,16 @@ async def search(request: Request, ui: Page, sae: str = "", q: str = "", key: st
         matches = await ui.pages.calls.search_latents(sae, q, top_n=ui.settings.top_latents)
     elif sae and key:
         fired = await ui.pages.latents_of_input(sae, key)
-    return await render(request, "search.html", saes=saes, sae=sae, q=q, key=key, matches=matches, fired=fired)
+    return await render(
+        request, "search.html", saes=saes, sae=sae, q=q, key=key, matches=matches, fired=fired
+    )
 
 
 @web_app.get(f"{PREFIX}/explain")
 async def explain_form(request: Request, ui: Page, sae: str = "", key: str = "") -> Response:
-    return await render(request, "explain_form.html", saes=await ui.pages.saes(), sae=sae, key=key, prompts="")
+    return await render(
+        request, "explain_form.html", saes=await ui.pages.saes(), sae=sae, key=key, prompts=""
+    )
 
 
 @web_app.post(f"{PREFIX}/explain")
