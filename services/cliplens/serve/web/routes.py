@@ -1,6 +1,6 @@
 """The HTTP routes of the web pages (FastAPI, on Serve's HTTP proxy through the ingress deployment).
 
-Every route reaches this replica's :class:`WebUi` through :func:`current_ui`; unit tests override it.
+Every route reaches this replica's :class:`WebUi` through :func:`current_ui` (a FastAPI dependency).
 Pages need a login session when auth is on (:mod:`cliplens.serve.web.sessions`); failures become an
 error page (or JSON under ``/ui/api``) with the HTTP status of their gRPC code and the API's message.
 """
