@@ -212,6 +212,7 @@ def test_explain_an_uploaded_image_then_steer_it(
         len(layer.heads) for layer in decomposition.layers
     )
     assert page.locator("#decomposition-patches svg rect[data-value]").count() > 0
+    assert page.content().count("data:image/jpeg;base64,") == 2  # the upload: one <img>, one <symbol>
     shot(page, tmp_path, "explain")
 
     steering = page.locator("#steering")

@@ -173,3 +173,11 @@ def test_demo_report_embeds_the_plots() -> None:
     assert len(svgs) == 4  # heatmap, layer bars, head grid, one histogram
     for svg in svgs:
         parse(svg)
+
+
+def test_an_overlay_can_draw_a_symbol_of_the_page_instead_of_its_own_image_copy() -> None:
+    svg = heatmap_overlay("#subject", np.ones((2, 2)), size=64)
+    root = parse(svg)
+    (use,) = [e for e in root.iter() if e.tag.endswith("use")]
+    assert use.get("href") == "#subject" and use.get("width") == "64"
+    assert not [e for e in root.iter() if e.tag.endswith("image")]

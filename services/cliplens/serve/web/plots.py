@@ -121,7 +121,8 @@ def heatmap_overlay(
     diverging: bool | None = None,
     opacity: float = 0.55,
 ) -> str:
-    """The image (URL or data: URI) under a translucent cell per grid value, and a labelled colour bar.
+    """The image (a URL, a data: URI, or ``#id`` of a ``<symbol>`` in the page, drawn once however many
+    overlays use it) under a translucent cell per grid value, and a labelled colour bar.
 
     Diverging (blue-white-red) when ``diverging`` is True, or None and the grid has negative values."""
     values = _finite(grid, "heatmap grid", 2)
@@ -135,7 +136,9 @@ def heatmap_overlay(
         for c, v in enumerate(row)
     )
     image = (
-        f"<image href='{escape(image_href)}' x='0' y='0' width='{size}' height='{size}' "
+        f"<use href='{escape(image_href)}' x='0' y='0' width='{size}' height='{size}'/>"
+        if image_href.startswith("#")
+        else f"<image href='{escape(image_href)}' x='0' y='0' width='{size}' height='{size}' "
         "preserveAspectRatio='none' style='image-rendering:pixelated'/>"
     )
     body = (

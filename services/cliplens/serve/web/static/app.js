@@ -31,7 +31,8 @@ function setUpSteering(section) {
   const sliders = Array.from(section.querySelectorAll("input.steer"));
   const body = section.querySelector("#steer-table tbody");
   const error = section.querySelector("#steer-error");
-  const image = section.dataset.image;
+  const upload = section.dataset.upload; // the id of the <img> holding an uploaded image's data: URI
+  const image = upload ? document.getElementById(upload).getAttribute("src") : "";
   let latest = 0;
   let timer = null;
 
