@@ -23,6 +23,8 @@ GRPC_SERVICER_FUNCTIONS = [
     "cliplens_client.v1.features_pb2_grpc.add_FeatureServiceServicer_to_server",
     "cliplens_client.v1.models_pb2_grpc.add_ModelServiceServicer_to_server",
     "grpc_health.v1.health_pb2_grpc.add_HealthServicer_to_server",
+    # The Open Inference Protocol v2 (KServe v2, Triton) for the encoders: cliplens.serve.inference_api.
+    "cliplens_client.v1.grpc_predict_v2_pb2_grpc.add_GRPCInferenceServiceServicer_to_server",
 ]
 # Serve Deployments by name (typed Any: Serve's decorator hides .bind/.options from type checkers).
 DEPLOYMENTS: dict[str, Any] = {

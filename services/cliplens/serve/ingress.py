@@ -1,4 +1,5 @@
-"""The ingress: every cliplens service behind Serve's gRPC proxy (port 9000), plus grpc.health.v1,
+"""The ingress: every cliplens service behind Serve's gRPC proxy (port 9000), plus grpc.health.v1 and
+the Open Inference Protocol v2 (``inference.GRPCInferenceService``, :mod:`cliplens.serve.inference_api`),
 and the web pages at ``/ui`` on Serve's HTTP proxy (:mod:`cliplens.serve.web`).
 
 Its rpc methods are generated from the protos (:mod:`cliplens.serve.transports`); each one calls the
@@ -25,6 +26,7 @@ from cliplens.serve.catalog import Catalog
 from cliplens.serve.encoder_api import EncoderApi
 from cliplens.serve.feature_api import FeatureApi
 from cliplens.serve.feature_lookups import FeatureLookups
+from cliplens.serve.inference_api import InferenceApi
 from cliplens.serve.model_api import ModelApi
 from cliplens.serve.request_checks import RequestImages
 from cliplens.serve.sae_api import SaeApi
@@ -36,7 +38,7 @@ from cliplens.serve.web.routes import web_app
 from cliplens.serve.web.sessions import Sessions
 from cliplens.serve.web.ui import WebUi
 
-APIS = (EncoderApi, SaeApi, AttributionApi, FeatureApi, ModelApi)
+APIS = (EncoderApi, SaeApi, AttributionApi, FeatureApi, ModelApi, InferenceApi)
 SERVICES = tuple(api.service.full_name for api in APIS)
 # Attributor and SaeRunner methods that run on a replica holding the SAE named by their first argument.
 SAE_ROUTED = ("attribute", "steer", "labels", "neighbours", "search", "encode", "decode", "reconstruct")
@@ -70,7 +72,8 @@ class CliplensIngress:
             FeatureApi(settings, catalog, features, attributors),
             ModelApi(catalog, encoders),
         )
-        self.apis = {api.service.full_name: api for api in apis}
+        inference = InferenceApi(settings, catalog, images, encoders)
+        self.apis = {api.service.full_name: api for api in (*apis, inference)}
         self.auth = TokenAuth(settings.auth)
         pages = WebPages(LocalCalls(apis, settings.web.timeout_s), images, settings.web)
         sessions = Sessions(self.auth, settings.web.session_hours * 3600)

@@ -16,7 +16,6 @@ from collections.abc import Awaitable, Callable, Sequence
 from typing import Any, Protocol, TypeVar
 
 import grpc
-from google.protobuf import descriptor_pool
 from google.protobuf.descriptor import MethodDescriptor, ServiceDescriptor
 from google.protobuf.message import Message
 from google.protobuf.message_factory import GetMessageClass
@@ -79,7 +78,8 @@ async def call_api(
     api: Any, auth: TokenAuth, service: str, rpc: str, request: Message, context: CallContext
 ) -> Message:
     """Answer rpc ``service.rpc`` with ``api``, framed by :func:`answer`."""
-    method = descriptor_pool.Default().FindServiceByName(service).FindMethodByName(rpc)
+    # From the API's own descriptor: a vendored protocol's stubs live outside the default pool.
+    method = api.service.methods_by_name[rpc]
     handler = handler_of(api, method)
     return await answer(rpc, auth, context, GetMessageClass(method.output_type), lambda: handler(request))
 
