@@ -617,7 +617,7 @@ def markdown(r: dict[str, Any]) -> str:
         "Rendering alone: explain.html from the sequential gRPC answers of the same round, rendered in this "
         "process with the ingress's templates (the SVG plots: layer bars, head grid, patch heatmaps; for the "
         "patch SAE a heatmap per latent and prompt). An uploaded image travels in the form and back in the "
-        "page: the explanation embeds it as a `data:` URI under every heatmap overlay.",
+        "page: the explanation embeds it once as a `data:` URI (an `<img>` and an SVG `<symbol>` that every heatmap overlay uses).",
         "",
     ]
     if r["screenshots"]:

@@ -191,7 +191,7 @@ async def latent(request: Request, ui: Page, sae_id: str, latent: int) -> Respon
 @web_app.get(PREFIX + "/sae/{sae_id}/latent/{latent}/patches")
 async def patch_maps(request: Request, ui: Page, sae_id: str, latent: int) -> Response:
     maps = await ui.pages.patch_maps(sae_id, latent)
-    return await render(request, "patch_maps.html", maps=maps, latent=latent)
+    return await render(request, "patch_maps.html", in_thread=True, maps=maps, latent=latent)
 
 
 @web_app.get(f"{PREFIX}/search")
@@ -231,7 +231,9 @@ async def explain(request: Request, ui: Page) -> Response:
     image: ImageInput = data if data else ObjectKey(key)
     explanation = await ui.pages.explain(sae_id, image, prompts)
     image_href = data_uri(data) if data else f"{_root(request)}{PREFIX}/images/{quote(key)}"
-    return await render(request, "explain.html", explanation=explanation, key=key, image_href=image_href)
+    return await render(
+        request, "explain.html", in_thread=True, explanation=explanation, key=key, image_href=image_href
+    )
 
 
 def _within_upload_limit(request: Request, ui: WebUi, limit: int) -> int:

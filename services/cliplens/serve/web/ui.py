@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import functools
 
 import grpc
 from fastapi import Request
@@ -68,12 +69,17 @@ def http_error(exc: BaseException) -> tuple[int, str]:
     return HTTP_STATUS.get(code, 500), message
 
 
-async def render(request: Request, template: str, status_code: int = 200, **context: object) -> HTMLResponse:
-    """A page from ``templates/``, its text escaped; ``root`` prefixes every link. Rendered in a
-    worker thread: a page of many plots must not hold up the replica's other calls."""
+async def render(
+    request: Request, template: str, status_code: int = 200, *, in_thread: bool = False, **context: object
+) -> HTMLResponse:
+    """A page from ``templates/``, its text escaped; ``root`` prefixes every link. ``in_thread``: for
+    pages of many plots, rendered in a worker thread so that they do not hold up the replica's other
+    calls (small pages render inline: a thread hop costs more than they do)."""
     root = str(request.scope.get("root_path", "")).rstrip("/")
-    page = TEMPLATES.get_template(template)
-    body = await asyncio.to_thread(page.render, root=root, logged_in=COOKIE in request.cookies, **context)
+    page = functools.partial(
+        TEMPLATES.get_template(template).render, root=root, logged_in=COOKIE in request.cookies, **context
+    )
+    body = await asyncio.to_thread(page) if in_thread else page()
     return HTMLResponse(body, status_code=status_code)
 
 
