@@ -35,3 +35,21 @@ def test_uploads_become_data_uris_of_their_type() -> None:
     assert data_uri(b"\x89PNG\r\n\x1a\nrest").startswith("data:image/png;base64,")
     assert data_uri(b"\xff\xd8\xffrest").startswith("data:image/jpeg;base64,")
     assert data_uri(b"RIFF\0\0\0\0WEBPrest").startswith("data:image/webp;base64,")
+
+
+def test_without_an_image_bucket_a_latent_page_names_its_inputs_instead_of_broken_images() -> None:
+    import numpy as np
+
+    from cliplens.serve.web.pages import LatentView
+    from cliplens_client import ActivatingInput, LatentInfo, SaeInfo, TopActivations
+
+    sae = SaeInfo("s", "demo", "resid:2:patches", "relu", 4, 8, "run", {}, True, {"l1_coeff": 0.001})
+    info = LatentInfo(
+        "s", 3, [], 0.0, 0.0, 0.5, np.array([0.0, 1.0], np.float32), np.array([2]), "redis", False, {}, []
+    )
+    top = TopActivations("s", 3, [ActivatingInput("cat/one", 1.5, "cat", 2)], "redis", False)
+    page = TEMPLATES.get_template("latent.html").render(
+        root="", logged_in=False, view=LatentView(sae, info, top), thumbnails=False
+    )
+    assert '<code class="key">cat/one</code>' in page
+    assert "/ui/images/" not in page and "patch-maps" not in page

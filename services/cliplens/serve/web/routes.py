@@ -185,7 +185,7 @@ async def sae(request: Request, ui: Page, sae_id: str, page: int = 0) -> Respons
 @web_app.get(PREFIX + "/sae/{sae_id}/latent/{latent}")
 async def latent(request: Request, ui: Page, sae_id: str, latent: int) -> Response:
     view = await ui.pages.latent(sae_id, latent)
-    return await render(request, "latent.html", view=view)
+    return await render(request, "latent.html", view=view, thumbnails=ui.thumbnails)
 
 
 @web_app.get(PREFIX + "/sae/{sae_id}/latent/{latent}/patches")
@@ -203,7 +203,15 @@ async def search(request: Request, ui: Page, sae: str = "", q: str = "", key: st
     elif sae and key:
         fired = await ui.pages.latents_of_input(sae, key)
     return await render(
-        request, "search.html", saes=saes, sae=sae, q=q, key=key, matches=matches, fired=fired
+        request,
+        "search.html",
+        saes=saes,
+        sae=sae,
+        q=q,
+        key=key,
+        matches=matches,
+        fired=fired,
+        thumbnails=ui.thumbnails,
     )
 
 

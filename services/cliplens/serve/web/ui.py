@@ -98,6 +98,11 @@ class WebUi:
         self.pages, self.sessions, self.settings, self.limits = pages, sessions, settings, limits
 
     @property
+    def thumbnails(self) -> bool:
+        """Whether data-set images can be shown: the app has an image bucket."""
+        return self.pages.images.bucket is not None
+
+    @property
     def cache_scope(self) -> str:
         """``Cache-Control`` scope of images: shared caches may keep them only when auth is off."""
         return "private" if self.sessions.required else "public"
