@@ -19,6 +19,7 @@ COMMANDS: dict[str, str] = {
     "serve": "cliplens.serve.serve_command",
     "extract": "cliplens.jobs.extract_command",
     "train-sae": "cliplens.jobs.train_sae_command",
+    "saes": "cliplens.jobs.saes_command",
     "topk": "cliplens.jobs.topk_command",
     "eval": "cliplens.jobs.eval_command",
     "heads": "cliplens.jobs.heads_command",

@@ -17,7 +17,7 @@ import torch
 
 from cliplens.core.errors import InvalidInputError, NotFoundError
 from cliplens.core.sae import Sae, SaeCheckpoint, SaeConfig, config_from_dict, load_sae, save_sae
-from cliplens.core.sae.checkpoint import CONFIG_FILE, WEIGHTS_FILE
+from cliplens.core.sae.checkpoint import CONFIG_FILE, WEIGHTS_FILE, source_of
 from cliplens.store.objects import ObjectStore
 
 SAES_PREFIX = "saes"
@@ -31,10 +31,19 @@ class SaeRecord:
     sae_id: str
     cfg: SaeConfig
     metrics: dict[str, float] = field(default_factory=dict)
+    source: dict[str, str] = field(default_factory=dict)
 
     @property
     def run_id(self) -> str:
         return self.cfg.dataset_id
+
+    @property
+    def provenance(self) -> str:
+        """``trained here``, or ``imported from <format> (<original path>)``."""
+        if not self.source:
+            return "trained here"
+        path = self.source.get("path")
+        return f"imported from {self.source.get('format', '?')}" + (f" ({path})" if path else "")
 
 
 def check_sae_id(sae_id: str) -> str:
@@ -48,14 +57,19 @@ def sae_key(sae_id: str, filename: str) -> str:
 
 
 def save_sae_to_store(
-    store: ObjectStore, sae_id: str, sae: Sae, metrics: dict[str, float] | None = None
+    store: ObjectStore,
+    sae_id: str,
+    sae: Sae,
+    metrics: dict[str, float] | None = None,
+    source: dict[str, str] | None = None,
 ) -> SaeRecord:
-    """Upload a checkpoint; the config is written last, so a listed SAE always has its weights."""
+    """Upload a checkpoint; the config is written last, so a listed SAE always has its weights.
+    ``source`` says where an imported SAE came from (none: trained here)."""
     with tempfile.TemporaryDirectory() as tmp:
-        save_sae(sae, tmp, metrics)
+        save_sae(sae, tmp, metrics, source)
         store.put_file(sae_key(sae_id, WEIGHTS_FILE), Path(tmp) / WEIGHTS_FILE)
         store.put_file(sae_key(sae_id, CONFIG_FILE), Path(tmp) / CONFIG_FILE)
-    return SaeRecord(sae_id, sae.cfg, dict(metrics or {}))
+    return SaeRecord(sae_id, sae.cfg, dict(metrics or {}), dict(source or {}))
 
 
 def read_sae_record(store: ObjectStore, sae_id: str) -> SaeRecord:
@@ -63,7 +77,9 @@ def read_sae_record(store: ObjectStore, sae_id: str) -> SaeRecord:
     if not store.exists(key):
         raise NotFoundError(f"unknown SAE id '{sae_id}': no checkpoint under {SAES_PREFIX}/{sae_id}/")
     document = json.loads(store.get_bytes(key))
-    return SaeRecord(sae_id, config_from_dict(document), dict(document.get("metrics", {})))
+    return SaeRecord(
+        sae_id, config_from_dict(document), dict(document.get("metrics", {})), source_of(document)
+    )
 
 
 def load_sae_from_store(store: ObjectStore, sae_id: str, device: str | torch.device = "cpu") -> SaeCheckpoint:

@@ -1,4 +1,8 @@
-"""SAE checkpoints: a directory with ``cfg.json`` (architecture, config, metrics) and ``sae.safetensors``."""
+"""SAE checkpoints: a directory with ``cfg.json`` (architecture, config, metrics) and ``sae.safetensors``.
+
+``cfg.json`` may hold a ``source`` mapping that says where an imported SAE came from (``format``, the
+peer format's name, and ``path``, the original location); a checkpoint without one was trained here.
+"""
 
 from __future__ import annotations
 
@@ -25,6 +29,7 @@ FORMAT_VERSION = 1
 class SaeCheckpoint:
     sae: Sae
     metrics: dict[str, float] = field(default_factory=dict)
+    source: dict[str, str] = field(default_factory=dict)
 
 
 def config_to_dict(cfg: SaeConfig) -> dict[str, Any]:
@@ -37,15 +42,21 @@ def config_from_dict(raw: dict[str, Any]) -> SaeConfig:
     arch = raw.pop("arch", None)
     if not isinstance(arch, str):
         raise InvalidInputError("SAE config has no 'arch'")
-    for derived in ("expansion", "metrics", "format_version"):
+    for derived in ("expansion", "metrics", "format_version", "source"):
         raw.pop(derived, None)
     if "prefixes" in raw:
         raw["prefixes"] = tuple(raw["prefixes"])
     return make_config(arch, **raw)
 
 
-def save_sae(sae: Sae, directory: str | Path, metrics: dict[str, float] | None = None) -> Path:
-    """Write ``cfg.json`` + ``sae.safetensors`` into ``directory`` (created if missing)."""
+def save_sae(
+    sae: Sae,
+    directory: str | Path,
+    metrics: dict[str, float] | None = None,
+    source: dict[str, str] | None = None,
+) -> Path:
+    """Write ``cfg.json`` + ``sae.safetensors`` into ``directory`` (created if missing); ``source``
+    (where an imported SAE came from) is written only when given."""
     directory = Path(directory)
     directory.mkdir(parents=True, exist_ok=True)
     state = {name: tensor.detach().cpu().contiguous() for name, tensor in sae.state_dict().items()}
@@ -56,6 +67,8 @@ def save_sae(sae: Sae, directory: str | Path, metrics: dict[str, float] | None =
         "metrics": metrics or {},
         "format_version": FORMAT_VERSION,
     }
+    if source:
+        document["source"] = dict(source)
     (directory / CONFIG_FILE).write_text(json.dumps(document, indent=2, sort_keys=True))
     return directory
 
@@ -75,4 +88,12 @@ def load_sae(directory: str | Path, device: str | torch.device = "cpu") -> SaeCh
         raise InvalidInputError(
             f"SAE checkpoint {directory} does not match its config: missing {missing}, unexpected {unexpected}"
         )
-    return SaeCheckpoint(sae.to(device).eval(), dict(document.get("metrics", {})))
+    return SaeCheckpoint(sae.to(device).eval(), dict(document.get("metrics", {})), source_of(document))
+
+
+def source_of(document: dict[str, Any]) -> dict[str, str]:
+    """The ``source`` of a ``cfg.json`` document: empty for an SAE trained here."""
+    source = document.get("source") or {}
+    if not isinstance(source, dict):
+        raise InvalidInputError(f"SAE config 'source' must be a mapping, got {source!r}")
+    return {str(key): str(value) for key, value in source.items()}
