@@ -7,6 +7,7 @@ from pathlib import Path
 
 import pytest
 import torch
+from safetensors.torch import load_file
 
 from cliplens.cli import main
 from cliplens.core.sae import build_sae, make_config
@@ -151,3 +152,56 @@ def test_shipped_registry_is_empty() -> None:
     from cliplens.core.sae.sources import DEFAULT_SAE_REGISTRY
 
     assert json.loads(DEFAULT_SAE_REGISTRY.read_text()) == {}
+
+
+PEERS = Path(__file__).resolve().parent / "data" / "peer_saes"
+
+
+@pytest.mark.parametrize(
+    ("path", "fmt", "extra", "arch"),
+    [
+        ("sparsify/topk", "sparsify", [], "topk"),
+        ("saev/relu/sae.pt", "saev", [], "relu"),
+        ("overcomplete/topk-multiplier/model.pt", "overcomplete", ["--arch", "topk", "--k", "4"], "topk"),
+        (
+            "overcomplete/batchtopk",
+            "overcomplete",
+            ["--arch", "batchtopk", "--threshold", "2.5804708"],
+            "batchtopk",
+        ),
+    ],
+)
+def test_import_peer_fixtures(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], path: str, fmt: str, extra: list[str], arch: str
+) -> None:
+    store = tmp_path / "store"
+    args = ["--format", fmt, "--model", "demo", "--site", "resid:1", "--sae-id", "p", "--store", str(store)]
+    assert main(["saes", "import", str(PEERS / path), *args, *extra]) == 0
+    out = capsys.readouterr().out
+    assert f"saved 'p' ({arch}, d_in 16, d_sae 32, demo resid:1)" in out
+    assert f"imported from {fmt}" in out
+    if fmt != "sparsify":
+        assert "saes import: note:" in out
+    sae = load_sae_from_store(open_store(store), "p").sae
+    io = load_file(
+        str((PEERS / path if (PEERS / path).is_dir() else (PEERS / path).parent) / "io.safetensors")
+    )
+    with torch.no_grad():
+        torch.testing.assert_close(sae.encode(io["x"]), io["latents"], rtol=1e-5, atol=1e-6)
+        torch.testing.assert_close(sae.decode(io["latents"]), io["recon"], rtol=1e-5, atol=1e-6)
+
+
+def test_peer_import_errors_are_reported(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    base = ["saes", "import", "--model", "demo", "--site", "final", "--sae-id", "x", "--store", str(tmp_path)]
+    assert main([*base, str(PEERS / "overcomplete" / "topk"), "--format", "overcomplete"]) == 2
+    assert "overcomplete checkpoints do not record their architecture: pass --arch" in capsys.readouterr().err
+    assert main([*base, str(PEERS / "sparsify" / "groupmax"), "--format", "sparsify"]) == 2
+    assert "sparsify activation 'groupmax' is not supported" in capsys.readouterr().err
+    assert main([*base, str(PEERS / "sparsify" / "topk"), "--format", "sparsify", "--k", "4"]) == 2
+    assert "--k: not read by the sparsify format" in capsys.readouterr().err
+
+
+def test_export_offers_only_formats_with_a_writer(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit):
+        main(["saes", "export", "x", "--format", "sparsify", str(tmp_path / "out"), "--store", str(tmp_path)])
+    assert "invalid choice: 'sparsify'" in capsys.readouterr().err

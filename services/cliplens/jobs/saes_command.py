@@ -8,14 +8,19 @@ import tempfile
 from pathlib import Path
 
 from cliplens.core.errors import NotFoundError
-from cliplens.core.sae.interop import FORMATS, peer_format
+from cliplens.core.sae.interop import FORMATS, ImportOptions, peer_format
 from cliplens.core.sae.sources import SaeSourceRegistry
 from cliplens.store.objects import ObjectStore, open_store
 from cliplens.store.sae_import import fetch_source, import_sae
 from cliplens.store.saes import SaeRecord, list_saes, load_sae_from_store
 
-HELP = "list the SAE catalog; import, export or pull SAEs in a peer library's format (SAELens)"
+HELP = (
+    "list the SAE catalog; import, export or pull SAEs in a peer library's format (SAELens; import also "
+    "sparsify, saev, overcomplete)"
+)
 FORMAT_NAMES = sorted(FORMATS)
+EXPORT_FORMAT_NAMES = sorted(name for name, fmt in FORMATS.items() if fmt.writes)
+OVERCOMPLETE_ARCHS = ("relu", "topk", "batchtopk", "jumprelu")
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -24,14 +29,19 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     _store(listing)
 
     imports = sub.add_parser("import", help="convert a peer SAE directory into the catalog")
-    imports.add_argument("path", type=Path, help="the peer SAE's directory")
+    imports.add_argument(
+        "path",
+        type=Path,
+        help="the peer SAE's directory, or its checkpoint file (saev's sae.pt, overcomplete's model.pt)",
+    )
     _format(imports)
     _target(imports)
+    _import_options(imports)
     _store(imports)
 
     export = sub.add_parser("export", help="write a catalog SAE in a peer format (same encode/decode)")
     export.add_argument("sae_id", help="catalog id")
-    _format(export)
+    _format(export, EXPORT_FORMAT_NAMES)
     export.add_argument("path", type=Path, help="directory to write")
     _store(export)
 
@@ -47,8 +57,28 @@ def _store(parser: argparse.ArgumentParser) -> None:
     )
 
 
-def _format(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--format", required=True, choices=FORMAT_NAMES, help="peer format")
+def _format(parser: argparse.ArgumentParser, names: list[str] = FORMAT_NAMES) -> None:
+    parser.add_argument("--format", required=True, choices=names, help="peer format")
+
+
+def _import_options(parser: argparse.ArgumentParser) -> None:
+    group = parser.add_argument_group("what some checkpoints do not record (an error names any missing)")
+    group.add_argument(
+        "--arch",
+        choices=OVERCOMPLETE_ARCHS,
+        help="overcomplete: the SAE class (SAE, TopKSAE, BatchTopKSAE, JumpSAE)",
+    )
+    group.add_argument(
+        "--k", type=int, help="overcomplete: top_k of a TopKSAE (per row; optional for batchtopk)"
+    )
+    group.add_argument("--threshold", type=float, help="overcomplete: a BatchTopKSAE's running_threshold")
+    group.add_argument(
+        "--input-mean",
+        help="saev: file (.npy, .pt, .safetensors) with the mean its data loader subtracted from activations",
+    )
+    group.add_argument(
+        "--input-scalar", type=float, help="saev: the scalar its data loader divided activations by"
+    )
 
 
 def _target(parser: argparse.ArgumentParser) -> None:
@@ -65,9 +95,15 @@ def run(args: argparse.Namespace) -> int:
     if args.action == "list":
         print(saes_table(list_saes(store)))
     elif args.action == "import":
-        _import(
-            store, args.sae_id, str(args.path), args.format, args.model, args.site, str(args.path.resolve())
+        options = ImportOptions(
+            arch=args.arch,
+            k=args.k,
+            threshold=args.threshold,
+            input_mean=args.input_mean,
+            input_scalar=args.input_scalar,
         )
+        origin = str(args.path.resolve())
+        _import(store, args.sae_id, str(args.path), args.format, args.model, args.site, origin, options)
     elif args.action == "export":
         checkpoint = load_sae_from_store(store, args.sae_id)
         path = peer_format(args.format).write(checkpoint.sae, args.path)
@@ -84,10 +120,19 @@ def run(args: argparse.Namespace) -> int:
 
 
 def _import(
-    store: ObjectStore, sae_id: str, path: str, fmt: str, model: str, site: str | None, origin: str
+    store: ObjectStore,
+    sae_id: str,
+    path: str,
+    fmt: str,
+    model: str,
+    site: str | None,
+    origin: str,
+    options: ImportOptions | None = None,
 ) -> None:
     _check_model(model)
-    record, peer = import_sae(store, sae_id, path, fmt=fmt, model_id=model, site=site, origin=origin)
+    record, peer = import_sae(
+        store, sae_id, path, fmt=fmt, model_id=model, site=site, origin=origin, options=options
+    )
     for note in peer.notes:
         print(f"saes import: note: {note}")
     cfg = record.cfg

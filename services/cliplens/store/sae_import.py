@@ -7,7 +7,7 @@ import os
 from pathlib import Path
 
 from cliplens.core.errors import InvalidInputError, NotFoundError
-from cliplens.core.sae.interop import PeerSae, peer_format
+from cliplens.core.sae.interop import ImportOptions, PeerSae, peer_format
 from cliplens.store.objects import ObjectStore, open_object
 from cliplens.store.saes import SaeRecord, check_sae_id, save_sae_to_store
 
@@ -23,11 +23,12 @@ def import_sae(
     model_id: str,
     site: str | None = None,
     origin: str | None = None,
+    options: ImportOptions | None = None,
 ) -> tuple[SaeRecord, PeerSae]:
     """Convert the ``fmt`` SAE at ``path`` and save it as ``sae_id``; ``origin`` (default ``path``) is
-    the original location recorded as its source."""
+    the original location recorded as its source; ``options`` give what the checkpoint does not record."""
     check_sae_id(sae_id)
-    peer = peer_format(fmt).read(path, model_id=model_id, site=site)
+    peer = peer_format(fmt).read(path, model_id=model_id, site=site, options=options)
     source = peer.source | {"path": str(origin or Path(path).resolve())}
     return save_sae_to_store(store, sae_id, peer.sae, source=source), peer
 

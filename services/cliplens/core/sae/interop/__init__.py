@@ -9,10 +9,15 @@ them, never renormalised); a writer does the reverse.
 from __future__ import annotations
 
 from cliplens.core.errors import InvalidInputError
-from cliplens.core.sae.interop.base import PeerFormat, PeerSae
+from cliplens.core.sae.interop.base import ImportOptions, PeerFormat, PeerSae, check_options
+from cliplens.core.sae.interop.overcomplete import OvercompleteFormat
 from cliplens.core.sae.interop.saelens import SaeLensFormat
+from cliplens.core.sae.interop.saev import SaevFormat
+from cliplens.core.sae.interop.sparsify import SparsifyFormat
 
-FORMATS: dict[str, PeerFormat] = {fmt.name: fmt for fmt in (SaeLensFormat(),)}
+FORMATS: dict[str, PeerFormat] = {
+    fmt.name: fmt for fmt in (SaeLensFormat(), SparsifyFormat(), SaevFormat(), OvercompleteFormat())
+}
 
 
 def peer_format(name: str) -> PeerFormat:
@@ -25,4 +30,15 @@ def peer_format(name: str) -> PeerFormat:
         ) from None
 
 
-__all__ = ["FORMATS", "PeerFormat", "PeerSae", "SaeLensFormat", "peer_format"]
+__all__ = [
+    "FORMATS",
+    "ImportOptions",
+    "OvercompleteFormat",
+    "PeerFormat",
+    "PeerSae",
+    "SaeLensFormat",
+    "SaevFormat",
+    "SparsifyFormat",
+    "check_options",
+    "peer_format",
+]

@@ -38,7 +38,13 @@ from torch import Tensor
 
 from cliplens.core.errors import InvalidInputError, NotFoundError
 from cliplens.core.sae.config import JumpReluConfig, ReluConfig, SaeConfig, TopKConfig
-from cliplens.core.sae.interop.base import PeerSae, expect_shape, load_state
+from cliplens.core.sae.interop.base import (
+    ImportOptions,
+    PeerSae,
+    check_options,
+    expect_shape,
+    load_state,
+)
 from cliplens.core.sae.modules import BatchTopKSae, JumpReluSae, ReluSae, Sae, TopKSae
 from cliplens.core.sae.registry import build_sae
 from cliplens.core.sites import Site
@@ -164,8 +170,18 @@ class SaeLensFormat:
     """SAELens's directory layout: ``cfg.json`` + ``sae_weights.safetensors``."""
 
     name = "saelens"
+    reads_options: tuple[str, ...] = ()
+    writes = True
 
-    def read(self, path: str | Path, *, model_id: str, site: str | None = None) -> PeerSae:
+    def read(
+        self,
+        path: str | Path,
+        *,
+        model_id: str,
+        site: str | None = None,
+        options: ImportOptions | None = None,
+    ) -> PeerSae:
+        check_options(self, options)
         directory = Path(path)
         where = f"SAELens SAE {directory}"
         for file in (CFG_FILE, WEIGHTS_FILE):
