@@ -5,6 +5,7 @@ Standalone: run with any python3.11 (stdlib only here; torch and the peers live
 in a throwaway venv that this script creates):
 
     python3 tests/peer_saes/make_fixtures.py [--venv DIR] [--only saelens,sparsify,saev,overcomplete]
+                                             [--set all|peers|serve]
     python3 tests/peer_saes/make_fixtures.py --check-export DIR   # SAELens reads back our export
 
 What it does:
@@ -15,7 +16,9 @@ What it does:
    fixed seed, saves each with the peer's own save function into
    tests/data/peer_saes/<peer>/<arch>[-variant]/ and writes io.safetensors
    (fixed inputs x and the peer's own encode/decode/forward outputs) and
-   expected.json beside it;
+   expected.json beside it;  with --set serve (or the default --set all) it also
+   writes one SAE per peer at the demo CLIP width (d_in=128, d_sae=256, k=8) into
+   tests/data/peer_saes/serve/<peer>/, with the same conventions;
 3. records versions, fixtures and failures in tests/data/peer_saes/fixtures.json.
 
 `make test` only reads the committed files; it never needs this venv.
@@ -53,6 +56,7 @@ PINS = {
 # computed on CPU regardless.
 EXTRA_PINS = ["torch==2.15.0"]
 PEERS = list(PINS)
+SETS = ["all", "peers", "serve"]
 DISTS = {"saelens": "sae-lens", "sparsify": "eai-sparsify", "saev": "saev", "overcomplete": "overcomplete"}
 
 
@@ -157,11 +161,11 @@ def writer_env() -> dict:
     return env
 
 
-def run_peer(venv: Path, peer: str, out: Path) -> dict:
-    result = out / f".{peer}.result.json"
+def run_peer(venv: Path, peer: str, out: Path, cmd: str = "write") -> dict:
+    result = out / f".{peer}.{cmd}.result.json"
     t0 = time.time()
     r = subprocess.run(
-        [str(venv_python(venv)), str(WRITER), "write", peer, str(out), str(result)],
+        [str(venv_python(venv)), str(WRITER), cmd, peer, str(out), str(result)],
         capture_output=True,
         text=True,
         env=writer_env(),
@@ -214,6 +218,13 @@ def main() -> int:
     )
     ap.add_argument("--no-install", action="store_true", help="reuse the venv as is, skip pip install")
     ap.add_argument(
+        "--set",
+        choices=SETS,
+        default="all",
+        help="which fixtures to write: 'peers' = the 16-wide set under <out>/<peer>/<arch>/, "
+        "'serve' = one 128-wide SAE per peer under <out>/serve/<peer>/, 'all' (default) = both",
+    )
+    ap.add_argument(
         "--check-export",
         type=Path,
         metavar="DIR",
@@ -263,26 +274,35 @@ def main() -> int:
     manifest["venv"]["host"] = f"{platform.system()} {platform.machine()}"
     if "pip_error_tail" in venv_info:
         manifest["venv"]["pip_error_tail"] = venv_info["pip_error_tail"]
-    for peer in peers:
-        log(f"writing {peer} fixtures")
-        if venv_info["versions"].get(DISTS[peer]) is None:
-            res = {
-                "peer": peer,
-                "error": "not installed",
-                "pip": venv_info.get("per_peer_pip", {}).get(peer) or venv_info.get("pip_error_tail", ""),
-            }
-        else:
-            try:
-                res = run_peer(args.venv, peer, out)
-            except subprocess.TimeoutExpired as e:
-                res = {"peer": peer, "error": f"timeout: {e}"}
-        summarise(res)
-        manifest["peers"][peer] = relpaths(res)
+    jobs = []  # (manifest section, writer command, output root)
+    if args.set in ("all", "peers"):
+        jobs.append(("peers", "write", out))
+    if args.set in ("all", "serve"):
+        manifest.setdefault("serve", {})
+        jobs.append(("serve", "write-serve", out / "serve"))
+    for section, cmd, root in jobs:
+        root.mkdir(parents=True, exist_ok=True)
+        for peer in peers:
+            log(f"writing {peer} fixtures ({section} set)")
+            if venv_info["versions"].get(DISTS[peer]) is None:
+                res = {
+                    "peer": peer,
+                    "error": "not installed",
+                    "pip": venv_info.get("per_peer_pip", {}).get(peer) or venv_info.get("pip_error_tail", ""),
+                }
+            else:
+                try:
+                    res = run_peer(args.venv, peer, root, cmd)
+                except subprocess.TimeoutExpired as e:
+                    res = {"peer": peer, "error": f"timeout: {e}"}
+            summarise(res)
+            manifest[section][peer] = relpaths(res)
     manifest["written_at"] = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
     manifest_path.write_text(json.dumps(manifest, indent=2, sort_keys=True) + "\n")
     failures = [
         (p, f.get("fixture"), f["error"])
-        for p, r in manifest["peers"].items()
+        for section in ("peers", "serve")
+        for p, r in manifest.get(section, {}).items()
         for f in ([r] if "error" in r else []) + [f for f in r.get("fixtures", []) if "error" in f]
     ]
     log(f"wrote {manifest_path} ({len(failures)} failure(s))")

@@ -4,6 +4,7 @@ Do not import this from the cliplens test suite: it needs torch and the peer
 libraries.  `tests/peer_saes/make_fixtures.py` creates the venv and runs
 
     <venv>/bin/python tests/peer_saes/peer_writer.py write <peer> <out_root> <result.json>
+    <venv>/bin/python tests/peer_saes/peer_writer.py write-serve <peer> <out_root>/serve <result.json>
     <venv>/bin/python tests/peer_saes/peer_writer.py check-export <dir> <result.json>
 
 Each fixture directory holds exactly what the peer's own save function wrote,
@@ -691,6 +692,331 @@ WRITERS = {
 DISTS = {"saelens": "sae-lens", "sparsify": "eai-sparsify", "saev": "saev", "overcomplete": "overcomplete"}
 
 
+# --------------------------------------------------------------------------- serve set
+# A second, separate set at the demo CLIP model's width, so the fixtures can be served:
+# one SAE per peer, d_in=128, d_sae=256, k=8, written to <serve_root>/<peer>/.  Its own
+# seeds and inputs; the 16-wide fixtures above are not touched by this code.
+SERVE_D_IN = 128
+SERVE_D_SAE = 256
+SERVE_K = 8
+SERVE_INPUT_SEED = 20270
+
+SERVE_INPUTS_DOC = {
+    "x": f"numpy.random.default_rng({SERVE_INPUT_SEED}).standard_normal(({N_ROWS}, {SERVE_D_IN})) "
+    f"as float32 * {INPUT_SCALE} + {INPUT_SHIFT}",
+}
+
+
+def serve_inputs() -> torch.Tensor:
+    """x: (8, 128) float32 from numpy's PCG64."""
+    rng = np.random.default_rng(SERVE_INPUT_SEED)
+    x = rng.standard_normal((N_ROWS, SERVE_D_IN)).astype(np.float32) * INPUT_SCALE + INPUT_SHIFT
+    return torch.from_numpy(x.astype(np.float32))
+
+
+def serve_dir(root: Path, peer: str) -> Path:
+    d = root / peer
+    if d.exists():
+        shutil.rmtree(d)
+    d.mkdir(parents=True)
+    return d
+
+
+def serve_common(exp: dict) -> dict:
+    exp["set"] = "serve"
+    exp["sizes"] = {"d_in": SERVE_D_IN, "d_sae": SERVE_D_SAE, "n_rows": N_ROWS}
+    exp["inputs"] = SERVE_INPUTS_DOC
+    exp["init"] = (
+        f"W_enc ~ N(0, 1/{SERVE_D_IN}), W_dec ~ N(0, 0.25), biases ~ N(0, 0.09); "
+        f"torch.Generator seed {exp.get('seed')}"
+    )
+    return exp
+
+
+def serve_saelens(root: Path) -> list[dict]:
+    import sae_lens
+    from sae_lens import SAE
+    from sae_lens.saes.topk_sae import TopKSAE, TopKSAEConfig
+
+    x = serve_inputs()
+    name = "serve/saelens"
+    try:
+        d = serve_dir(root, "saelens")
+        cfg = TopKSAEConfig(
+            d_in=SERVE_D_IN,
+            d_sae=SERVE_D_SAE,
+            k=SERVE_K,
+            apply_b_dec_to_input=True,
+            normalize_activations="none",
+        )
+        sae = TopKSAE(cfg)
+        seed = 5000
+        g = gen(seed)
+        with torch.no_grad():
+            for pname, p in sorted(sae.named_parameters()):
+                if pname == "W_enc":
+                    p.copy_(rand_like(p, g, 1.0 / math.sqrt(SERVE_D_IN)))
+                elif pname == "W_dec":
+                    p.copy_(rand_like(p, g, 0.5))
+                else:  # b_enc, b_dec
+                    p.copy_(rand_like(p, g, 0.3))
+        sae.save_model(str(d))
+        sae.eval()
+        with torch.no_grad():
+            lat = sae.encode(x)
+            rec = sae.decode(lat)
+            fwd = sae(x)
+        back = SAE.load_from_disk(str(d))
+        back.eval()
+        with torch.no_grad():
+            lat2 = back.encode(x)
+            rec2 = back.decode(lat2)
+        io = {"x": x, "latents": lat, "recon": rec}
+        if not torch.equal(fwd, rec):
+            io["forward"] = fwd
+        exp = serve_common(
+            {
+                "peer": "saelens",
+                "package": "sae-lens",
+                "version": version("sae-lens"),
+                "module_version": getattr(sae_lens, "__version__", None),
+                "architecture": cfg.architecture(),
+                "class": f"{TopKSAE.__module__}.{TopKSAE.__qualname__}",
+                "config": {k: v for k, v in cfg.to_dict().items() if k != "metadata"},
+                "save_call": "sae.save_model(DIR)",
+                "load_call": "sae_lens.SAE.load_from_disk(DIR)",
+                "encode_call": "sae.encode(x)  (eval mode, torch.no_grad)",
+                "decode_call": "sae.decode(sae.encode(x))",
+                "forward_call": "sae(x)",
+                "apply_b_dec_to_input": cfg.apply_b_dec_to_input,
+                "normalize_activations": cfg.normalize_activations,
+                "k": SERVE_K,
+                "seed": seed,
+                "forward_equals_decode_encode": bool(torch.equal(fwd, rec)),
+                "latent_stats": tensor_stats(lat),
+                "reload_check": {
+                    "loader": "sae_lens.SAE.load_from_disk",
+                    "loaded_class": type(back).__name__,
+                    "latents_max_abs_diff": float((lat2 - lat).abs().max()),
+                    "recon_max_abs_diff": float((rec2 - rec).abs().max()),
+                },
+            }
+        )
+        return [{"fixture": name, **finish(d, io, exp)}]
+    except Exception as e:
+        return [{"fixture": name, "error": repr(e), "traceback": traceback.format_exc()}]
+
+
+def serve_sparsify(root: Path) -> list[dict]:
+    from sparsify import SparseCoder, SparseCoderConfig
+    from sparsify import utils as sp_utils
+
+    x = serve_inputs()
+    name = "serve/sparsify"
+    try:
+        d = serve_dir(root, "sparsify")
+        cfg = SparseCoderConfig(num_latents=SERVE_D_SAE, k=SERVE_K, activation="topk")
+        sae = SparseCoder(SERVE_D_IN, cfg)
+        seed = 5100
+        g = gen(seed)
+        with torch.no_grad():
+            sae.encoder.weight.copy_(rand_like(sae.encoder.weight, g, 1.0 / math.sqrt(SERVE_D_IN)))
+            sae.encoder.bias.copy_(rand_like(sae.encoder.bias, g, 0.3))
+            sae.W_dec.copy_(rand_like(sae.W_dec, g, 0.5))
+            sae.b_dec.copy_(rand_like(sae.b_dec, g, 0.3))
+        sae.save_to_disk(d)
+        sae.eval()
+        with torch.no_grad():
+            top_acts, top_indices, pre_acts = sae.encode(x)
+            rec = sae.decode(top_acts, top_indices)
+            fwd = sae(x)
+        dense = torch.zeros(N_ROWS, SERVE_D_SAE).scatter(-1, top_indices, top_acts)
+        back = SparseCoder.load_from_disk(d)
+        back.eval()
+        with torch.no_grad():
+            a2, i2, _ = back.encode(x)
+            r2 = back.decode(a2, i2)
+        io = {
+            "x": x,
+            "top_acts": top_acts,
+            "top_indices": top_indices,
+            "pre_acts": pre_acts,
+            "latents": dense,
+            "recon": rec,
+            "forward": fwd.sae_out,
+        }
+        exp = serve_common(
+            {
+                "peer": "sparsify",
+                "package": "eai-sparsify",
+                "version": version("eai-sparsify"),
+                "architecture": "topk",
+                "class": "sparsify.SparseCoder (alias sparsify.Sae)",
+                "config": {**cfg.to_dict(), "d_in": SERVE_D_IN},
+                "save_call": "sae.save_to_disk(DIR)",
+                "load_call": "sparsify.SparseCoder.load_from_disk(DIR)",
+                "encode_call": "top_acts, top_indices, pre_acts = sae.encode(x)",
+                "decode_call": "sae.decode(top_acts, top_indices)",
+                "forward_call": "sae(x).sae_out",
+                "decoder_impl": getattr(sp_utils.decoder_impl, "__name__", str(sp_utils.decoder_impl)),
+                "latents_note": f"latents = zeros({N_ROWS}, num_latents).scatter(-1, top_indices, top_acts) "
+                "(derived here, sparsify returns the sparse pair); top_indices is unsorted (topk sorted=False)",
+                "normalize_activations": "none (sparsify has no input normalisation)",
+                "k": SERVE_K,
+                "seed": seed,
+                "forward_equals_decode_encode": bool(torch.equal(fwd.sae_out, rec)),
+                "latent_stats": tensor_stats(dense),
+                "reload_check": {
+                    "loader": "sparsify.SparseCoder.load_from_disk",
+                    "top_acts_max_abs_diff": float((a2 - top_acts).abs().max()),
+                    "indices_equal": bool(torch.equal(i2, top_indices)),
+                    "recon_max_abs_diff": float((r2 - rec).abs().max()),
+                },
+            }
+        )
+        return [{"fixture": name, **finish(d, io, exp)}]
+    except Exception as e:
+        return [{"fixture": name, "error": repr(e), "traceback": traceback.format_exc()}]
+
+
+def serve_saev(root: Path) -> list[dict]:
+    from saev import config as saev_config
+    from saev import nn as saev_nn
+
+    x = serve_inputs()
+    name = "serve/saev"
+    try:
+        d = serve_dir(root, "saev")
+        cfg = saev_config.SparseAutoencoder(d_vit=SERVE_D_IN, exp_factor=SERVE_D_SAE // SERVE_D_IN, seed=0)
+        sae = saev_nn.SparseAutoencoder(cfg)
+        seed = 5200
+        g = gen(seed)
+        with torch.no_grad():
+            sae.W_enc.copy_(rand_like(sae.W_enc, g, 1.0 / math.sqrt(SERVE_D_IN)))
+            sae.b_enc.copy_(rand_like(sae.b_enc, g, 0.3))
+            sae.W_dec.copy_(rand_like(sae.W_dec, g, 0.5))
+            sae.b_dec.copy_(rand_like(sae.b_dec, g, 0.3))
+        saev_nn.dump(str(d / "sae.pt"), sae)
+        sae.eval()
+        with torch.no_grad():
+            x_hat, f_x, _loss = sae(x)
+            rec = sae.decode(f_x)
+        back = saev_nn.load(str(d / "sae.pt"))
+        back.eval()
+        with torch.no_grad():
+            x_hat2, f_x2, _ = back(x)
+        with open(d / "sae.pt", "rb") as fd:
+            header = fd.readline().decode()
+        exp = serve_common(
+            {
+                "peer": "saev",
+                "package": "saev",
+                "version": version("saev"),
+                "architecture": "relu",
+                "class": "saev.nn.SparseAutoencoder",
+                "config": json.loads(header),
+                "save_call": "saev.nn.dump(DIR/'sae.pt', sae)  (JSON header line + torch.save(state_dict))",
+                "load_call": "saev.nn.load(DIR/'sae.pt')",
+                "encode_call": "_, f_x, _ = sae(x)  (saev 0.1.0 has no encode(); f_x is the latent)",
+                "decode_call": "sae.decode(f_x)",
+                "forward_call": "x_hat, f_x, _loss = sae(x)",
+                "normalize_activations": "none in the checkpoint; saev normalises activations in its data loader "
+                "((act - act_mean) / scalar), not stored in sae.pt",
+                "apply_b_dec_to_input": True,
+                "seed": seed,
+                "latent_stats": tensor_stats(f_x),
+                "reload_check": {
+                    "loader": "saev.nn.load",
+                    "latents_max_abs_diff": float((f_x2 - f_x).abs().max()),
+                    "recon_max_abs_diff": float((x_hat2 - x_hat).abs().max()),
+                },
+                "forward_equals_decode_encode": bool(torch.equal(x_hat, rec)),
+            }
+        )
+        return [{"fixture": name, **finish(d, {"x": x, "latents": f_x, "recon": rec}, exp)}]
+    except Exception as e:
+        return [{"fixture": name, "error": repr(e), "traceback": traceback.format_exc()}]
+
+
+def serve_overcomplete(root: Path) -> list[dict]:
+    _overcomplete_import_shim()
+    from overcomplete.sae import TopKSAE
+
+    x = serve_inputs()
+    name = "serve/overcomplete"
+    try:
+        d = serve_dir(root, "overcomplete")
+        model = TopKSAE(SERVE_D_IN, SERVE_D_SAE, top_k=SERVE_K)
+        seed = 5300
+        g = gen(seed)
+        with torch.no_grad():
+            lin = model.encoder.final_block[0]
+            lin.weight.copy_(rand_like(lin.weight, g, 1.0 / math.sqrt(SERVE_D_IN)))
+            lin.bias.copy_(rand_like(lin.bias, g, 0.3))
+            model.dictionary._weights.copy_(rand_like(model.dictionary._weights, g, 0.5))
+        model.eval()  # L2-normalises _weights in place, then caches the dictionary
+        torch.save(model.state_dict(), d / "model.pt")
+        with torch.no_grad():
+            pre, codes = model.encode(x)
+            rec = model.decode(codes)
+            _fpre, _fcodes, frec = model(x)
+        back = TopKSAE(SERVE_D_IN, SERVE_D_SAE, top_k=SERVE_K)
+        back.load_state_dict(torch.load(d / "model.pt", weights_only=True))
+        back.eval()
+        with torch.no_grad():
+            _, c2 = back.encode(x)
+            r2 = back.decode(c2)
+        sd = model.state_dict()
+        exp = serve_common(
+            {
+                "peer": "overcomplete",
+                "package": "overcomplete",
+                "version": version("overcomplete"),
+                "architecture": "topk",
+                "class": f"{TopKSAE.__module__}.{TopKSAE.__qualname__}",
+                "constructor": f"TopKSAE(input_shape={SERVE_D_IN}, nb_concepts={SERVE_D_SAE}, top_k={SERVE_K})",
+                "top_k": SERVE_K,
+                "k": SERVE_K,
+                "k_note": "model.pt (a bare state_dict) does not hold k; it is recorded here",
+                "encoder_module": "default 'linear' = MLPEncoder(nb_blocks=0, norm_layer=Identity): Linear + ReLU",
+                "dictionary_normalization": "l2 (default)",
+                "dictionary_multiplier": float(model.dictionary.multiplier),
+                "save_call": "torch.save(model.state_dict(), DIR/'model.pt')  (overcomplete has no save function; "
+                "called after model.eval())",
+                "load_call": f"m = TopKSAE({SERVE_D_IN}, {SERVE_D_SAE}, top_k={SERVE_K}); "
+                "m.load_state_dict(torch.load(DIR/'model.pt')); m.eval()",
+                "encode_call": "pre_codes, codes = model.encode(x)  (eval mode)",
+                "decode_call": "model.decode(codes)",
+                "forward_call": "pre_codes, codes, x_hat = model(x)",
+                "state_dict": {k: list(v.shape) for k, v in sd.items()},
+                "normalize_activations": "none (overcomplete has no input normalisation)",
+                "seed": seed,
+                "latent_stats": tensor_stats(codes),
+                "forward_equals_decode_encode": bool(torch.equal(frec, rec)),
+                "import_shim": MPL_SHIM,
+                "reload_check": {
+                    "loader": "TopKSAE(...).load_state_dict(torch.load(DIR/'model.pt'))",
+                    "latents_max_abs_diff": float((c2 - codes).abs().max()),
+                    "recon_max_abs_diff": float((r2 - rec).abs().max()),
+                },
+            }
+        )
+        io = {"x": x, "pre_codes": pre, "latents": codes, "recon": rec}
+        if not torch.equal(frec, rec):
+            io["forward"] = frec
+        return [{"fixture": name, **finish(d, io, exp)}]
+    except Exception as e:
+        return [{"fixture": name, "error": repr(e), "traceback": traceback.format_exc()}]
+
+
+SERVE_WRITERS = {
+    "saelens": serve_saelens,
+    "sparsify": serve_sparsify,
+    "saev": serve_saev,
+    "overcomplete": serve_overcomplete,
+}
+
+
 # --------------------------------------------------------------------------- export check
 def check_export(export_dir: Path) -> dict:
     """Load a SAELens-format directory (cfg.json + sae_weights.safetensors) with
@@ -731,8 +1057,9 @@ def main(argv: list[str]) -> int:
     torch.manual_seed(0)
     torch.use_deterministic_algorithms(True, warn_only=True)
     cmd = argv[1]
-    if cmd == "write":
+    if cmd in ("write", "write-serve"):
         peer, root, result = argv[2], Path(argv[3]), Path(argv[4])
+        writers = WRITERS if cmd == "write" else SERVE_WRITERS
         res = {
             "peer": peer,
             "package": DISTS[peer],
@@ -742,7 +1069,7 @@ def main(argv: list[str]) -> int:
             "safetensors": version("safetensors"),
         }
         try:
-            res["fixtures"] = WRITERS[peer](root)
+            res["fixtures"] = writers[peer](root)
         except Exception as e:
             res["error"] = repr(e)
             res["traceback"] = traceback.format_exc()

@@ -9,6 +9,7 @@ from collections.abc import Iterator
 
 import pytest
 from certificates import self_signed
+from imported_saes import import_peer_saes
 from serve_setup import AUTH_APP, TEST_OPTIONS, TOKEN, ServeApp
 
 from cliplens.core.models import LoadedClip
@@ -37,6 +38,7 @@ def serve_app(
 
     root = tmp_path_factory.mktemp("serve")
     index = build_demo_index(demo_clip, root, serve_redis.url)
+    import_peer_saes(index.store_dir)
     token_file = root / "tokens"
     token_file.write_text(f"# test tokens\n{TOKEN}\n")
     certificate = self_signed(root)

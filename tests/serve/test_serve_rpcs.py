@@ -7,6 +7,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from imported_saes import PEERS, imported_id
 from serve_setup import ServeApp
 
 from cliplens.core.attribution import attribute_latents
@@ -38,8 +39,11 @@ def test_list_models_reports_the_demo_model(client: Client) -> None:
 
 def test_list_saes_with_their_feature_index(client: Client) -> None:
     saes = client.list_saes()
-    assert [s.id for s in saes] == sorted([FINAL_SAE, PATCH_SAE])
-    assert all(s.has_feature_index and s.dataset_id == RUN_ID and s.d_sae == 256 for s in saes)
+    assert [s.id for s in saes] == sorted([FINAL_SAE, PATCH_SAE, *map(imported_id, PEERS)])
+    demo = [s for s in saes if s.id in (FINAL_SAE, PATCH_SAE)]
+    assert all(s.has_feature_index and s.dataset_id == RUN_ID and s.d_sae == 256 for s in demo)
+    imported = [s for s in saes if s.id not in (FINAL_SAE, PATCH_SAE)]  # by peers' code, no index
+    assert all(not s.has_feature_index and (s.site, s.d_in) == ("final", 128) for s in imported)
     assert client.list_saes("demo") == saes
     hyperparameters = {s.id: s.hyperparameters for s in saes}
     assert hyperparameters[FINAL_SAE]["k"] == 8 and set(hyperparameters[PATCH_SAE]) == {"l1_coeff"}

@@ -31,8 +31,11 @@ class Catalog:
                 raise InvalidInputError(
                     f"SAE '{record.sae_id}' needs model '{record.cfg.model_id}', which is not served"
                 )
+        # An imported SAE has no activation run here (empty run id), so no feature index yet.
         self.saes = {
-            record.sae_id: ServedSae(record, store.exists(topk_results_key(record.run_id, record.sae_id)))
+            record.sae_id: ServedSae(
+                record, bool(record.run_id) and store.exists(topk_results_key(record.run_id, record.sae_id))
+            )
             for record in records
         }
 
@@ -46,6 +49,16 @@ class Catalog:
         if served is None:
             raise NotFoundError(f"{field}: unknown SAE '{sae_id}'; served: {', '.join(sorted(self.saes))}")
         return served.record
+
+    def indexed_sae(self, sae_id: str, field: str = "sae_id") -> SaeRecord:
+        """A served SAE with a feature index; :class:`NotFoundError` saying how to build one otherwise."""
+        record = self.sae(sae_id, field)
+        if not self.saes[sae_id].has_feature_index:
+            raise NotFoundError(
+                f"{field}: SAE '{sae_id}' has no feature index: rank its latents' top inputs with "
+                "`cliplens topk` (or `cliplens index`) on an activation run of its model and site"
+            )
+        return record
 
     def check_latent(self, sae_id: str, latent: int, field: str = "latent") -> int:
         d_sae = self.sae(sae_id).cfg.d_sae

@@ -36,14 +36,14 @@ class FeatureApi:
     async def top_activations(
         self, request: features_pb2.TopActivationsRequest
     ) -> features_pb2.TopActivationsResponse:
-        record = self.catalog.sae(request.sae_id)
+        record = self.catalog.indexed_sae(request.sae_id)
         latent = self.catalog.check_latent(record.sae_id, request.latent)
         k = bounded("k", request.k, self.settings.top_k_default, self.limits.max_top_k)
         answer = await self.features.top(record.sae_id, record.run_id, latent, k)
         return responses.top_activations(record.sae_id, latent, answer.entries, answer.from_redis)
 
     async def latent_info(self, request: features_pb2.LatentInfoRequest) -> features_pb2.LatentInfoResponse:
-        record = self.catalog.sae(request.sae_id)
+        record = self.catalog.indexed_sae(request.sae_id)
         latent = self.catalog.check_latent(record.sae_id, request.latent)
         answer = await self.features.stats(record.sae_id, record.run_id, latent)
         labels, neighbours = await asyncio.gather(
